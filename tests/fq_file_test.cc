@@ -64,7 +64,7 @@ TEST(FqFile, TruncationAndCorruptionAreOneLineErrors) {
   }
   EXPECT_GT(caught, static_cast<int>(bytes.size() / 2));
   std::vector<uint8_t> newer = bytes;
-  newer[8] = 2;
+  newer[8] = kFqFormatVersion + 1;
   test::write_bytes(dir.file("newer.fq"), newer);
   EXPECT_NE(error_of(dir.file("newer.fq")).find("newer"), std::string::npos);
   std::vector<uint8_t> magic = bytes;

@@ -4,9 +4,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <limits>
+#include <optional>
 #include <random>
 
 #include "fq/checkpoint.h"
@@ -53,10 +56,13 @@ struct Quantized {
   FqMetadata metadata;
 };
 
-Quantized quantize_and_save(const Checkpoint& checkpoint, const RecipeOptions& options, const std::string& path) {
+// `storage`: convert the float parts as fq quantize does before saving (unset: keep them as loaded).
+Quantized quantize_and_save(const Checkpoint& checkpoint, const RecipeOptions& options, const std::string& path,
+                            const std::optional<FloatStorage>& storage = std::nullopt) {
   Model model = Model::from_checkpoint(checkpoint, DType::f32);
   Calibration calibration = calibrate_fixture(model);
   nlohmann::json report = apply_recipe(model, calibration, options);
+  if (storage) convert_float_storage(model, *storage);
   FqMetadata metadata{checkpoint.config, checkpoint.tokenizer, {{"name", options.name}}, report};
   save_fq(path, model, metadata);
   return {std::move(model), std::move(metadata)};
@@ -70,14 +76,18 @@ void expect_bitwise_equal(const std::vector<float>& got, const std::vector<float
 
 // Saves, reloads and compares the reloaded model with the in-memory one: logits, layer kinds,
 // metadata, and how the file stores each quantized layer. Returns the recipe's report.
-nlohmann::json expect_round_trip(const std::string& fixture, const RecipeOptions& options) {
+nlohmann::json expect_round_trip(const std::string& fixture, const RecipeOptions& options,
+                                 const std::optional<FloatStorage>& storage = std::nullopt) {
   const std::string what = fixture + " " + options.name + (options.per_channel_weights ? " per-channel" : "") +
                            (options.dynamic_activations ? " dynamic" : "") + (options.quantize_head ? " +head" : "") +
-                           (options.smooth ? " +smooth" : "");
+                           (options.smooth ? " +smooth" : "") +
+                           (storage ? fmt::format(" embedding {} linears {}", dtype_name(storage->embedding),
+                                                  dtype_name(storage->linears))
+                                    : "");
   SCOPED_TRACE(what);
   test::TempDir dir;
   const std::string path = dir.file("model.fq");
-  Quantized quantized = quantize_and_save(load_checkpoint(test::fixture(fixture)), options, path);
+  Quantized quantized = quantize_and_save(load_checkpoint(test::fixture(fixture)), options, path, storage);
   const Checkpoint reloaded_checkpoint = load_checkpoint(path);
   EXPECT_EQ(reloaded_checkpoint.format, "fq");
   EXPECT_EQ(reloaded_checkpoint.config, quantized.metadata.config);
@@ -121,7 +131,7 @@ nlohmann::json expect_round_trip(const std::string& fixture, const RecipeOptions
     EXPECT_EQ(activation.at("dynamic").get<bool>(), options.dynamic_activations || per_token) << slot.name;
     EXPECT_EQ(activation.at("per_token").get<bool>(), per_token) << slot.name;
   }
-  const int64_t expected_four_bit = options.name == "naive-w4a4" ? quantized_slots : 0;
+  const int64_t expected_four_bit = options.name == "naive-w4a4" || options.name == "flatten-w4a8" ? quantized_slots : 0;
   if (options.name == "flatten-mixed") {
     EXPECT_GT(four_bit_layers, 0);
   } else {
@@ -138,7 +148,7 @@ RecipeOptions recipe(const std::string& name) {
 
 std::vector<RecipeOptions> recipes_under_test() {
   std::vector<RecipeOptions> all;
-  for (const char* name : {"flatten-w8a8-stagger", "flatten-mixed", "smoothquant-w8a8", "pertoken-w8a8", "naive-w4a4", "fp"})
+  for (const char* name : {"flatten-w8a8-stagger", "flatten-mixed", "flatten-w4a8", "smoothquant-w8a8", "pertoken-w8a8", "naive-w4a4", "fp"})
     all.push_back(recipe(name));
   RecipeOptions per_channel_dynamic = recipe("flatten-w8a8-stagger");
   per_channel_dynamic.per_channel_weights = true;
@@ -177,6 +187,78 @@ TEST(FqModel, OptPostLayerNormRoundTripsWithSmoothingSkipped) {
 TEST(FqModel, BiasedQwen2RoundTripsBitForBit) {
   expect_round_trip("qwen2_bias", recipe("smoothquant-w8a8"));
   expect_round_trip("qwen2_bias", recipe("flatten-mixed"));
+}
+
+// --- compact float parts: int8 or bf16 embeddings, bf16 float Linears ---
+
+// The tensor whose name ends with `suffix` (e.g. "embed_tokens.weight"), or "" when none does.
+std::string name_ending(const std::map<std::string, Tensor>& tensors, const std::string& suffix) {
+  for (const auto& [name, tensor] : tensors)
+    if (name.ends_with(suffix)) return name;
+  return "";
+}
+
+TEST(FqModel, CompactFloatStorageRoundTripsBitForBit) {
+  const std::vector<FloatStorage> storages = {{DType::i8, DType::bf16}, {DType::i8, DType::f32},
+                                              {DType::bf16, DType::bf16}, {DType::bf16, DType::f32},
+                                              {DType::f32, DType::bf16}};
+  // The GGUF fixture has its own lm_head; the OPT and Qwen2 ones tie it to the embedding.
+  for (const char* fixture : {"llama_gqa/model-f32.gguf", "opt_preln", "qwen2_bias"}) {
+    const bool tied = ModelConfig::from_hf(load_checkpoint(test::fixture(fixture)).config, fixture).tied_embeddings;
+    for (const FloatStorage& storage : storages) {
+      for (const char* recipe_name : {"flatten-w8a8-stagger", "fp"}) {
+        SCOPED_TRACE(fmt::format("{} {} embedding {} linears {}", fixture, recipe_name, dtype_name(storage.embedding),
+                                 dtype_name(storage.linears)));
+        test::TempDir dir;
+        expect_round_trip(fixture, recipe(recipe_name), storage);
+        quantize_and_save(load_checkpoint(test::fixture(fixture)), recipe(recipe_name), dir.file("m.fq"), storage);
+        const io::FqContents file = io::read_fq(dir.file("m.fq"));
+        const std::string embedding = name_ending(file.tensors, "embed_tokens.weight");
+        ASSERT_NE(embedding, "");
+        EXPECT_EQ(file.tensors.at(embedding).dtype(), storage.embedding);
+        const std::string scales = embedding + "_scales";
+        ASSERT_EQ(file.tensors.count(scales), storage.embedding == DType::i8 ? 1u : 0u);
+        if (storage.embedding == DType::i8) {
+          EXPECT_EQ(file.tensors.at(scales).dtype(), DType::f32);
+          EXPECT_EQ(file.tensors.at(scales).shape(), (Shape{kVocab}));
+        }
+        // A tied head is written only when it differs from the embedding table.
+        const bool own_head = !tied || storage.embedding != storage.linears;
+        ASSERT_EQ(file.tensors.count("lm_head.weight"), own_head ? 1u : 0u);
+        if (own_head) EXPECT_EQ(file.tensors.at("lm_head.weight").dtype(), storage.linears);
+        for (const auto& [name, tensor] : file.tensors)  // every other float Linear of the fp recipe
+          if (name.ends_with("proj.weight") || name.ends_with("fc1.weight") || name.ends_with("fc2.weight"))
+            EXPECT_EQ(tensor.dtype(), storage.linears) << name;
+      }
+    }
+  }
+}
+
+TEST(FqModel, FloatLinearsStoredInBf16ComputeInBf16EvenInAnF32Model) {
+  test::TempDir dir;
+  const Checkpoint source = load_checkpoint(test::fixture("llama_gqa"));
+  Model model = Model::from_checkpoint(source, DType::f32);
+  convert_float_storage(model, {DType::bf16, DType::bf16});
+  save_fq(dir.file("m.fq"), model, {source.config, source.tokenizer, {{"name", "fp"}}, {{"recipe", "fp"}}});
+  for (DType compute : {DType::f32, DType::bf16}) {
+    const Model reloaded = Model::from_checkpoint(load_checkpoint(dir.file("m.fq")), compute);
+    EXPECT_EQ(reloaded.token_embedding.dtype(), DType::bf16);
+    EXPECT_EQ(reloaded.lm_head->kind(), "bf16");
+    expect_bitwise_equal(logits_of(reloaded), logits_of(Model::from_checkpoint(source, DType::bf16)),
+                         std::string(dtype_name(compute)));
+  }
+}
+
+TEST(FqModel, VersionOneFilesStillLoad) {
+  test::TempDir dir;
+  const Quantized quantized =
+      quantize_and_save(load_checkpoint(test::fixture("opt_preln")), recipe("flatten-w8a8-stagger"), dir.file("v2.fq"));
+  std::vector<uint8_t> bytes = test::read_bytes(dir.file("v2.fq"));
+  ASSERT_EQ(bytes[8], io::kFqFormatVersion);
+  bytes[8] = 1;  // version 1 files are these: f32 embedding, a tied head rebuilt from it
+  test::write_bytes(dir.file("v1.fq"), bytes);
+  expect_bitwise_equal(logits_of(Model::from_checkpoint(load_checkpoint(dir.file("v1.fq")), DType::f32)),
+                       logits_of(quantized.model), "version 1");
 }
 
 // --- the tokenizer inside the .fq ---
@@ -456,6 +538,59 @@ TEST_F(CorruptFq, InconsistentQuantizedLayersNameTheLayer) {
        [&](auto&, auto& tensors) {
          const Tensor& codes = tensors[eight + ".weight_codes"];
          tensors[eight + ".weight_codes"] = codes.slice(0, 0, codes.dim(0) - 1).contiguous();
+       }},
+  };
+  for (size_t i = 0; i < edits.size(); ++i) {
+    const std::string path = rewritten("edit" + std::to_string(i) + ".fq", edits[i].second);
+    const std::string message = load_error(path);
+    EXPECT_NE(message.find(edits[i].first), std::string::npos) << "edit " << i << ": " << message;
+    EXPECT_NE(message.find(path), std::string::npos) << "edit " << i << ": " << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << "edit " << i << ": " << message;
+  }
+}
+
+// A file in fq quantize's default storage: int8 embedding rows, the tied head on its own in bf16.
+class CorruptCompactFq : public CorruptFq {
+ protected:
+  void SetUp() override {
+    path_ = dir_.file("compact.fq");
+    quantize_and_save(load_checkpoint(test::fixture("opt_preln")), recipe("flatten-w8a8-stagger"), path_,
+                      FloatStorage{});
+    ASSERT_EQ(io::read_fq(path_).tensors.at(kCodes).dtype(), DType::i8);
+    ASSERT_EQ(load_error(path_), "");
+  }
+  static constexpr const char* kCodes = "model.decoder.embed_tokens.weight";
+  static constexpr const char* kScales = "model.decoder.embed_tokens.weight_scales";
+};
+
+TEST_F(CorruptCompactFq, BadEmbeddingScalesOrCodesNameTheTensor) {
+  using Edit = std::function<void(nlohmann::json&, std::map<std::string, Tensor>&)>;
+  auto set_scale = [](float value) -> Edit {
+    return [value](auto&, auto& tensors) {
+      Tensor scales = tensors[kScales].clone();
+      scales.template data<float>()[7] = value;
+      tensors[kScales] = scales;
+    };
+  };
+  const std::vector<std::pair<std::string, Edit>> edits = {
+      {kScales, [](auto&, auto& tensors) { tensors.erase(kScales); }},
+      {kCodes, [](auto&, auto& tensors) { tensors[kScales] = tensors[kScales].slice(0, 0, kVocab - 1).contiguous(); }},
+      {kCodes, [](auto&, auto& tensors) { tensors[kScales] = Tensor::zeros(DType::i32, {kVocab}); }},
+      {kCodes, [](auto&, auto& tensors) { tensors[kScales] = tensors[kScales].reshape({kVocab / 2, 2}); }},
+      {kCodes, set_scale(-1.f)},
+      {kCodes, set_scale(std::nanf(""))},
+      {kCodes, set_scale(std::numeric_limits<float>::infinity())},
+      {kCodes,
+       [](auto&, auto& tensors) {
+         Tensor codes = tensors[kCodes].clone();
+         codes.template data<int8_t>()[100] = -128;
+         tensors[kCodes] = codes;
+       }},
+      {kCodes, [](auto&, auto& tensors) { tensors[kCodes] = Tensor::zeros(DType::i32, tensors[kCodes].shape()); }},
+      {"lm_head.weight", [](auto&, auto& tensors) { tensors.erase("lm_head.weight"); }},
+      {"lm_head.weight",
+       [](auto&, auto& tensors) {
+         tensors["lm_head.weight"] = Tensor::zeros(DType::i8, tensors["lm_head.weight"].shape());
        }},
   };
   for (size_t i = 0; i < edits.size(); ++i) {

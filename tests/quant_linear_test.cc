@@ -90,10 +90,9 @@ TEST(QuantLinear, IntegerPathEqualsTheSimulatedOne) {
         const double scale = linear->weight_scales().size() == 1 ? linear->weight_scales()[0] : linear->weight_scales()[n];
         const double terms = double(magnitudes[i]) * step * scale + (c.bias ? std::abs(bias.data<float>()[n]) : 0);
         const float got = y.data<float>()[i], want = simulated.data<float>()[i];
-        // Both round a double to float. The integer path's double is exact up to its final products;
-        // the simulated one sums rounded double products, off by about K' x 1e-16 of the terms'
-        // magnitude (they may cancel).
-        ASSERT_LE(std::abs(got - want), std::abs(want) * 1.2e-7 + terms * 1e-13) << name_of(c) << " element " << i;
+        // The integer path rescales in float (the sum, step · scale, the product, the bias: a few
+        // roundings of the terms' size); the simulated one sums rounded double products.
+        ASSERT_LE(std::abs(got - want), std::abs(want) * 1.2e-7 + terms * 5e-7) << name_of(c) << " element " << i;
       }
     }
   }

@@ -1,9 +1,13 @@
-// Staggered flattening: the n codes of a channel sum to exactly round(x / step) (Hermite's identity
-// with round half up), proved exhaustively here in exact rational arithmetic, then measured against
-// plain flattening.
+// Staggered flattening: the offset construction's n codes sum to exactly round(x / step) (Hermite's
+// identity with round half up), proved exhaustively here in exact rational arithmetic. The library
+// rounds F = x / step to nearest even and splits it in integers, floor((F + i) / n): the offset
+// construction applied to F, which sums to F whatever the tie rule. Then measured against plain flattening.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
+#include <limits>
+#include <utility>
 
 #include "fq/quant/flatten.h"
 #include "fq/quant/quantize.h"
@@ -69,25 +73,73 @@ TEST(QuantStagger, IntegerSplitSumsExactlyAndIsBalanced) {
   EXPECT_THROW(stagger_codes(5, 0, &one), Error);
 }
 
-// The library's float entry point gives, copy by copy, the offset formula evaluated exactly, for
-// values whose x / step is exact in binary (power-of-two denominators and steps).
+// The library's float entry point gives, copy by copy, the offset formula evaluated exactly on
+// F = round_half_even(x / step), and on x / step itself away from ties, for values whose x / step is
+// exact in binary (power-of-two denominators and steps).
 TEST(QuantStagger, FloatPathMatchesTheOffsetFormulaCopyByCopy) {
   const int qmax = 127;
+  int64_t ties = 0;
   for (float step : {1.f, 0.25f, 2.f})
     for (int32_t n = 1; n <= 12; ++n)
       for (int64_t d : {1, 2, 4, 64})
         for (int64_t a = -n * qmax * d; a <= n * qmax * d; a += (d == 64 ? 7 : 1)) {
           const float x = static_cast<float>(double(a) / d * step);
+          const int64_t total = round_half_even(a, d);
+          const bool tie = 2 * a % (2 * d) == d || 2 * a % (2 * d) == -d;
+          ties += tie;
           std::vector<int32_t> codes(n);
           flatten_quantize_value(x, step, n, qmax, true, codes.data());
           int64_t sum = 0;
           for (int32_t i = 0; i < n; ++i) {
-            ASSERT_EQ(codes[i], staggered_copy(a, d, n, i)) << "x " << x << " step " << step << " n " << n << " i " << i;
+            ASSERT_EQ(codes[i], staggered_copy(total, 1, n, i)) << "x " << x << " step " << step << " n " << n << " i " << i;
+            if (!tie) {
+              ASSERT_EQ(codes[i], staggered_copy(a, d, n, i)) << "x " << x << " n " << n << " i " << i;
+            }
             EXPECT_LE(std::abs(codes[i]), qmax);
             sum += codes[i];
           }
-          ASSERT_EQ(sum, round_half_up(a, d));
+          ASSERT_EQ(sum, total);
         }
+  EXPECT_GT(ties, 1000);
+}
+
+TEST(QuantStagger, TiesRoundToEven) {
+  // x / step = k + 1/2 goes to the even neighbour, as vcvtps2dq rounds; the staggered copies still sum to it.
+  std::vector<int32_t> codes(3);
+  for (auto [x, expected] : {std::pair{2.5f, 2}, {3.5f, 4}, {-2.5f, -2}, {-3.5f, -4}, {0.5f, 0}, {-0.5f, 0}}) {
+    flatten_quantize_value(x, 1.f, 1, 127, true, codes.data());
+    EXPECT_EQ(codes[0], expected) << x;
+    flatten_quantize_value(x, 1.f, 1, 127, false, codes.data());
+    EXPECT_EQ(codes[0], expected) << x;
+    flatten_quantize_value(3 * x, 1.f, 3, 127, true, codes.data());  // total nearest-even(3x)
+    EXPECT_EQ(codes[0] + codes[1] + codes[2], int32_t(std::nearbyint(3 * x))) << x;
+  }
+  flatten_quantize_value(5.f, 1.f, 2, 127, false, codes.data());  // plain: 5 / 2 = 2.5 -> 2 for both copies
+  EXPECT_EQ(codes[0], 2);
+  EXPECT_EQ(codes[1], 2);
+  // x is scaled by the float reciprocal of the step (one multiply, as the kernels do), not divided exactly:
+  // here x / step = 75.4999994 but x · (1.f / step) = 75.5 in float, a tie that goes to 76.
+  const float x = 39.0111083984375f, step = 0.5167034268379211f;
+  ASSERT_LT(double(x) / step, 75.5);
+  flatten_quantize_value(x, step, 1, 127, true, codes.data());
+  EXPECT_EQ(codes[0], 76);
+}
+
+TEST(QuantStagger, NonFiniteValues) {
+  for (bool stagger : {true, false})
+    for (int32_t n : {1, 4}) {
+      std::vector<int32_t> codes(n, 99);
+      flatten_quantize_value(std::numeric_limits<float>::quiet_NaN(), 0.5f, n, 7, stagger, codes.data());
+      for (int32_t c : codes) EXPECT_EQ(c, 0);
+      flatten_quantize_value(std::numeric_limits<float>::infinity(), 0.5f, n, 7, stagger, codes.data());
+      for (int32_t c : codes) EXPECT_EQ(c, 7);
+      flatten_quantize_value(-std::numeric_limits<float>::infinity(), 0.5f, n, 7, stagger, codes.data());
+      for (int32_t c : codes) EXPECT_EQ(c, -7);
+    }
+  EXPECT_EQ(nearest_even_saturate(3e38f, int64_t{1} << 40), int64_t{1} << 40);
+  EXPECT_EQ(nearest_even_saturate(-3e38f, 127), -127);
+  EXPECT_EQ(nearest_even_saturate(126.5f, 127), 126);
+  EXPECT_EQ(nearest_even_saturate(127.5f, 127), 127);
 }
 
 TEST(QuantStagger, SaturationClampsTheChannelTotal) {

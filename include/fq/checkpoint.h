@@ -48,6 +48,10 @@ struct Checkpoint {
 
 struct LoadOptions {
   std::string tokenizer_path;  // llama2.c: tokenizer.bin (default: tokenizer.bin beside the model)
+  // The compute type the model will be built with. bf16 lets a reader that converts anyway (GGUF's
+  // quantized blocks) write matrices in bf16 directly, so loading never holds them in f32 too;
+  // 1-D tensors (norms, biases) stay f32.
+  DType compute = DType::f32;
 };
 
 // Dispatches on what `path` is: a directory (HF), *.gguf, *.fq, or a llama2.c *.bin.

@@ -29,8 +29,9 @@ class FloatLinear : public Linear {
   int64_t out_features() const override;
   void forward(const Tensor& x, Tensor& y) const override;
   std::string kind() const override;
-  // The weight as stored for compute ([out, in], f32 or bf16) and the f32 bias (may be undefined).
-  const Tensor& weight() const;
+  // The weight in the compute type ([out, in], f32 or bf16; reordered back from the GEMM's blocked
+  // layout, so not for the hot path) and the f32 bias (may be undefined).
+  Tensor weight() const;
   const Tensor& bias() const;
 
  private:

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "fq/checkpoint.h"
+#include "fq/embedding.h"
 #include "fq/linear.h"
 #include "fq/tensor.h"
 
@@ -90,6 +91,9 @@ class Model {
  public:
   // compute: f32 (the reference) or bf16 (Linear layers in bf16 on oneDNN/AMX, the rest f32).
   static Model from_checkpoint(const Checkpoint& checkpoint, DType compute);
+  // The same, dropping each checkpoint tensor as soon as the graph holds its own form of it, so that
+  // loading never holds the whole model twice.
+  static Model from_checkpoint(Checkpoint&& checkpoint, DType compute);
 
   const ModelConfig& config() const { return config_; }
   DType compute_type() const { return compute_; }
@@ -105,11 +109,11 @@ class Model {
   std::vector<LinearSlot> linears();
 
   // The graph, explicit.
-  Tensor token_embedding;        // [vocab, embed_dim] f32
-  Tensor position_embedding;     // [positions + offset, hidden] f32, OPT only
+  TokenEmbedding token_embedding;  // [vocab, embed_dim]: f32, bf16 or int8 rows (embedding.h)
+  Tensor position_embedding;       // [positions + offset, hidden] f32, OPT only
   std::unique_ptr<Linear> project_in, project_out;
   std::vector<DecoderLayer> layers;
-  Norm final_norm;               // weight undefined when the architecture has none (OPT post-LN)
+  Norm final_norm;                 // weight undefined when the architecture has none (OPT post-LN)
   std::unique_ptr<Linear> lm_head;
 
  private:

@@ -24,7 +24,7 @@ Checkpoint load_checkpoint(const std::string& path, const LoadOptions& options) 
     return checkpoint;
   }
   std::string extension = fs::path(path).extension().string();
-  if (extension == ".gguf") return io::load_gguf(path);
+  if (extension == ".gguf") return io::load_gguf(path, options.compute);
   if (extension == ".fq") return io::load_fq(path);
   if (extension == ".bin") {
     std::string tokenizer = options.tokenizer_path;

@@ -8,7 +8,7 @@
 #include <fstream>
 #include <limits>
 
-#include "io/mapped_file.h"
+#include "io/file_reader.h"
 
 namespace fq::io {
 
@@ -91,24 +91,71 @@ void write_fq(const std::string& path, nlohmann::json header, const std::map<std
   check(!error, "{}: cannot move the finished file into place ({})", path, error.message());
 }
 
+namespace {
+// One row of the tensor table, checked against the file.
+struct TableEntry {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  uint64_t offset;  // from the start of the tensor data
+  uint64_t bytes;
+  uint32_t checksum;
+};
+
+TableEntry checked_entry(const std::string& path, const std::string& name, const nlohmann::json& entry,
+                         uint64_t data_start, uint64_t data_size, uint64_t file_size) {
+  TableEntry out{name, DType::f32, {}, 0, 0, 0};
+  std::string type;
+  try {
+    type = entry.at("dtype").get<std::string>();
+    out.shape = entry.at("shape").get<Shape>();
+    out.offset = entry.at("offset").get<uint64_t>();
+    out.bytes = entry.at("bytes").get<uint64_t>();
+    out.checksum = entry.at("crc32").get<uint32_t>();
+  } catch (const nlohmann::json::exception&) {
+    fail("{}: tensor '{}' has a malformed entry {}", path, name, entry.dump());
+  }
+  out.dtype = dtype_from_name(type, path, name);
+  int64_t count = 1;
+  for (int64_t d : out.shape) {
+    check(d >= 0 && (d == 0 || count <= std::numeric_limits<int64_t>::max() / d), "{}: tensor '{}' has a bad shape",
+          path, name);
+    count *= d;
+  }
+  // At least half a byte per value (i4): a bound that also keeps dtype_bytes() from overflowing.
+  check(static_cast<uint64_t>(count) / 2 <= data_size, "{}: tensor '{}' of shape {} cannot fit in the file", path, name,
+        shape_str(out.shape));
+  check(dtype_bytes(out.dtype, count) == out.bytes, "{}: tensor '{}' stores {} bytes, its shape {} needs {}", path,
+        name, out.bytes, shape_str(out.shape), dtype_bytes(out.dtype, count));
+  check(out.offset % kAlignment == 0, "{}: tensor '{}' is not 64-byte aligned", path, name);
+  check(out.offset <= data_size && out.bytes <= data_size - out.offset,
+        "{}: truncated (tensor '{}' ends at byte {}, the file has {})", path, name, data_start + out.offset + out.bytes,
+        file_size);
+  return out;
+}
+}  // namespace
+
 FqContents read_fq(const std::string& path) {
-  auto file = MappedFile::open(path);
-  const uint8_t* bytes = file->data();
-  const size_t size = file->size();
-  check(size >= kPreambleBytes && std::memcmp(bytes, kMagic, sizeof(kMagic)) == 0,
-        "{}: not an .fq file (bad magic)", path);
+  const FileReader file(path);
+  const uint64_t size = file.size();
+  char preamble[kPreambleBytes];
+  check(size >= kPreambleBytes, "{}: not an .fq file (bad magic)", path);
+  file.read(0, preamble, kPreambleBytes);
+  check(std::memcmp(preamble, kMagic, sizeof(kMagic)) == 0, "{}: not an .fq file (bad magic)", path);
   uint32_t version;
   uint64_t header_bytes;
-  std::memcpy(&version, bytes + 8, 4);
-  std::memcpy(&header_bytes, bytes + 16, 8);
+  std::memcpy(&version, preamble + 8, 4);
+  std::memcpy(&header_bytes, preamble + 16, 8);
   check(version <= kFqFormatVersion, "{}: .fq format version {} is newer than this fq reads (up to {}); upgrade fq",
         path, version, kFqFormatVersion);
   check(version >= 1, "{}: .fq format version 0 is invalid", path);
   check(header_bytes <= size - kPreambleBytes, "{}: truncated (header of {} bytes, file of {})", path, header_bytes,
         size);
+  std::string text(header_bytes, '\0');
+  file.read(kPreambleBytes, text.data(), header_bytes);
   FqContents contents;
   try {
-    contents.header = nlohmann::json::parse(bytes + kPreambleBytes, bytes + kPreambleBytes + header_bytes);
+    contents.header = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& error) {
     fail("{}: the JSON header is corrupted ({})", path, error.what());
   }
@@ -116,43 +163,23 @@ FqContents read_fq(const std::string& path) {
         "{}: the header has no tensor table", path);
   const uint64_t data_start = align_up(kPreambleBytes + header_bytes);
   const uint64_t data_size = size >= data_start ? size - data_start : 0;
+  // The whole table is checked before any data is read, so a damaged file costs no large allocation.
+  std::vector<TableEntry> entries;
   uint64_t data_end = 0;  // the writer pads every tensor, the last included, to the alignment
   for (const auto& [name, entry] : contents.header["tensors"].items()) {
-    Shape shape;
-    uint64_t offset = 0, stored = 0;
-    uint32_t checksum = 0;
-    std::string type;
-    try {
-      type = entry.at("dtype").get<std::string>();
-      shape = entry.at("shape").get<Shape>();
-      offset = entry.at("offset").get<uint64_t>();
-      stored = entry.at("bytes").get<uint64_t>();
-      checksum = entry.at("crc32").get<uint32_t>();
-    } catch (const nlohmann::json::exception&) {
-      fail("{}: tensor '{}' has a malformed entry {}", path, name, entry.dump());
-    }
-    const DType dtype = dtype_from_name(type, path, name);
-    int64_t count = 1;
-    for (int64_t d : shape) {
-      check(d >= 0 && (d == 0 || count <= std::numeric_limits<int64_t>::max() / d), "{}: tensor '{}' has a bad shape",
-            path, name);
-      count *= d;
-    }
-    // At least half a byte per value (i4): a bound that also keeps dtype_bytes() from overflowing.
-    check(static_cast<uint64_t>(count) / 2 <= data_size, "{}: tensor '{}' of shape {} cannot fit in the file", path, name,
-          shape_str(shape));
-    check(dtype_bytes(dtype, count) == stored, "{}: tensor '{}' stores {} bytes, its shape {} needs {}", path, name,
-          stored, shape_str(shape), dtype_bytes(dtype, count));
-    check(offset % kAlignment == 0, "{}: tensor '{}' is not 64-byte aligned", path, name);
-    check(offset <= data_size && stored <= data_size - offset,
-          "{}: truncated (tensor '{}' ends at byte {}, the file has {})", path, name, data_start + offset + stored, size);
-    data_end = std::max(data_end, align_up(offset + stored));
-    const uint8_t* data = bytes + data_start + offset;
-    check(crc32(data, stored) == checksum, "{}: tensor '{}' is corrupted (checksum mismatch)", path, name);
-    contents.tensors.emplace(name, Tensor::wrap(dtype, shape, const_cast<uint8_t*>(data), file));
+    entries.push_back(checked_entry(path, name, entry, data_start, data_size, size));
+    data_end = std::max(data_end, align_up(entries.back().offset + entries.back().bytes));
   }
   check(data_start + data_end == size, "{}: truncated or padded: {} bytes, the header describes {}", path, size,
         data_start + data_end);
+  // Each tensor is read into the memory it will live in: no mapping of the file stays behind.
+  for (const TableEntry& entry : entries) {
+    Tensor tensor = Tensor::empty(entry.dtype, entry.shape);
+    file.read(data_start + entry.offset, tensor.raw(), entry.bytes);
+    check(crc32(tensor.raw(), entry.bytes) == entry.checksum, "{}: tensor '{}' is corrupted (checksum mismatch)", path,
+          entry.name);
+    contents.tensors.emplace(entry.name, std::move(tensor));
+  }
   contents.header.erase("tensors");
   return contents;
 }

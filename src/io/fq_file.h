@@ -11,11 +11,12 @@
 
 namespace fq::io {
 
-constexpr uint32_t kFqFormatVersion = 1;
+// 2: int8 token embeddings (with row scales) and a tied lm_head stored on its own (docs/format.md).
+constexpr uint32_t kFqFormatVersion = 2;
 
 struct FqContents {
   nlohmann::json header;                  // without the "tensors" table
-  std::map<std::string, Tensor> tensors;  // views of the memory-mapped file
+  std::map<std::string, Tensor> tensors;  // each in its own 64-byte aligned memory
 };
 
 // Writes `header` (an object; its "tensors" key is set here) and `tensors` (any dtype, contiguous

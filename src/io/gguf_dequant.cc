@@ -159,6 +159,8 @@ void dequantize(const std::vector<DequantizeJob>& jobs) {
     const GgmlTypeTraits* traits = ggml_type_traits(job.type);
     check(convert != nullptr && traits != nullptr && job.rows >= 0 && job.row_length % traits->block_size == 0,
           "cannot dequantize ggml type {} with rows of {} elements", ggml_type_name(job.type), job.row_length);
+    check(job.dst_type == DType::f32 || job.dst_type == DType::bf16, "cannot dequantize ggml type {} to {}",
+          ggml_type_name(job.type), dtype_name(job.dst_type));
     converters.push_back(convert);
     row_bytes.push_back(job.row_length / traits->block_size * traits->block_bytes);
     first_row.push_back(first_row.back() + job.rows);
@@ -167,11 +169,19 @@ void dequantize(const std::vector<DequantizeJob>& jobs) {
     // Rows are numbered across the jobs; find the job holding `begin`, then walk forward.
     auto after = std::upper_bound(first_row.begin(), first_row.end(), begin);
     size_t index = static_cast<size_t>(after - first_row.begin()) - 1;
+    std::vector<float> row_values;  // bf16 rows are dequantized here first
     for (int64_t row = begin; row < end; ++row) {
       while (row >= first_row[index + 1]) ++index;
       const DequantizeJob& job = jobs[index];
-      int64_t local = row - first_row[index];
-      converters[index](job.src + local * row_bytes[index], job.dst + local * job.row_length, job.row_length);
+      const int64_t local = row - first_row[index], at = local * job.row_length;
+      const uint8_t* src = job.src + local * row_bytes[index];
+      if (job.dst_type == DType::f32) {
+        converters[index](src, static_cast<float*>(job.dst) + at, job.row_length);
+      } else {
+        row_values.resize(static_cast<size_t>(job.row_length));
+        converters[index](src, row_values.data(), job.row_length);
+        convert_f32_to_bf16(row_values.data(), static_cast<uint16_t*>(job.dst) + at, job.row_length);
+      }
     }
   };
   int64_t elements = 0;

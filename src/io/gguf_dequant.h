@@ -6,20 +6,24 @@
 #include <cstdint>
 #include <vector>
 
+#include "fq/dtype.h"
+
 namespace fq::io::gguf {
 
 // F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K and Q6_K.
 bool can_dequantize(uint32_t type);
 
 // One tensor's conversion: `rows` rows of `row_length` elements, stored back to back at `src`,
-// into `dst`. `type` must pass can_dequantize and `row_length` be a multiple of its block size
-// (File::open checks both the block size and that the bytes are in the file).
+// into `dst` as `dst_type` values (f32, or bf16 rounded from the f32 values). `type` must pass
+// can_dequantize and `row_length` be a multiple of its block size (File::open checks both the
+// block size and that the bytes are in the file).
 struct DequantizeJob {
   uint32_t type;
   const uint8_t* src;
   int64_t rows;
   int64_t row_length;
-  float* dst;
+  void* dst;
+  DType dst_type = DType::f32;
 };
 
 // Runs every job in one parallel pass over all their rows: a pass per tensor would pay the

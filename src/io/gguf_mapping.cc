@@ -130,23 +130,25 @@ std::string hf_tensor_name(const File& file, const std::string& gguf_name, int64
 
 Tensor unpermute_rotary_rows(const Tensor& weight, int64_t heads) {
   const int64_t rows = weight.rank() > 0 ? weight.dim(0) : 0;
-  check(weight.dtype() == DType::f32 && heads > 0 && rows % heads == 0 && (rows / heads) % 2 == 0,
-        "cannot undo the rotary permutation of a {} tensor of shape {} with {} heads (need f32 and an even head "
-        "size)",
-        dtype_name(weight.dtype()), shape_str(weight.shape()), heads);
+  const DType type = weight.dtype();
+  check((type == DType::f32 || type == DType::bf16 || type == DType::f16) && heads > 0 && rows % heads == 0 &&
+            (rows / heads) % 2 == 0,
+        "cannot undo the rotary permutation of a {} tensor of shape {} with {} heads (need a float type and an even "
+        "head size)",
+        dtype_name(type), shape_str(weight.shape()), heads);
   const int64_t head_dim = rows / heads;
   const int64_t half = head_dim / 2;
-  const int64_t columns = weight.numel() / rows;
+  const size_t row_bytes = dtype_bytes(type, weight.numel() / rows);
   Tensor source = weight.contiguous();
-  Tensor out = Tensor::empty(DType::f32, weight.shape());
-  const float* gguf_rows = source.data<float>();
-  float* hf_rows = out.data<float>();
+  Tensor out = Tensor::empty(type, weight.shape());
+  const auto* gguf_rows = static_cast<const uint8_t*>(source.raw());
+  auto* hf_rows = static_cast<uint8_t*>(out.raw());
   for (int64_t head = 0; head < heads; ++head)
     for (int64_t j = 0; j < half; ++j)
       for (int64_t pair = 0; pair < 2; ++pair) {
         int64_t gguf_row = head * head_dim + 2 * j + pair;
         int64_t hf_row = head * head_dim + pair * half + j;
-        std::memcpy(hf_rows + hf_row * columns, gguf_rows + gguf_row * columns, sizeof(float) * columns);
+        std::memcpy(hf_rows + hf_row * row_bytes, gguf_rows + gguf_row * row_bytes, row_bytes);
       }
   return out;
 }

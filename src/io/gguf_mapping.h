@@ -29,7 +29,7 @@ std::string hf_tensor_name(const File& file, const std::string& gguf_name, int64
 
 // Inverse of convert_hf_to_gguf.py's LlamaModel.permute for a q or k weight (or bias) whose
 // dim 0 holds `heads` heads of head_dim rows: within each head, GGUF row 2j is HF row j and
-// GGUF row 2j+1 is HF row head_dim/2 + j. Returns a new contiguous f32 tensor.
+// GGUF row 2j+1 is HF row head_dim/2 + j. Returns a new contiguous tensor of the same float type.
 Tensor unpermute_rotary_rows(const Tensor& weight, int64_t heads);
 
 }  // namespace fq::io::gguf

@@ -35,6 +35,16 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   return file;
 }
 
+void MappedFile::release_pages(size_t offset, size_t bytes) const {
+  check(offset <= size_ && bytes <= size_ - offset, "{}: cannot release bytes {} to {} of {}", path_, offset,
+        offset + bytes, size_);
+  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t begin = offset / page * page;  // the mapping itself starts on a page
+  // A read-only private mapping is never written, so dropping its pages loses nothing; a failure only
+  // leaves them resident.
+  if (bytes > 0) madvise(data_ + begin, offset + bytes - begin, MADV_DONTNEED);
+}
+
 MappedFile::~MappedFile() {
   if (data_) munmap(data_, size_);
 }

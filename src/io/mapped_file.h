@@ -19,6 +19,9 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops the pages holding bytes [offset, offset + bytes) from this process's memory once their data
+  // has been copied out; views of the file stay valid and read their pages back when next touched.
+  void release_pages(size_t offset, size_t bytes) const;
 
  private:
   MappedFile() = default;

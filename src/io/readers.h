@@ -20,8 +20,9 @@ void write_safetensors(const std::string& path, const std::map<std::string, Tens
 // An .fq file (docs/format.md).
 Checkpoint load_fq(const std::string& path);
 
-// GGUF v2/v3; quantized tensors are dequantized to f32.
-Checkpoint load_gguf(const std::string& path);
+// GGUF v2/v3; quantized tensors are dequantized to f32, or straight to bf16 for the matrices (2-D
+// tensors) when `matrix_type` is bf16, so that a bf16 model never holds an f32 copy of them.
+Checkpoint load_gguf(const std::string& path, DType matrix_type = DType::f32);
 
 // llama2.c checkpoint (legacy or version 1) and its tokenizer.bin.
 Checkpoint load_llama2c(const std::string& path, const std::string& tokenizer_path);

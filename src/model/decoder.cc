@@ -70,8 +70,7 @@ Tensor Model::forward(const int32_t* tokens, int64_t batch, int64_t seq, KVCache
   for (int64_t r = 0; r < rows; ++r) {
     const int32_t id = tokens[r];
     check(id >= 0 && id < c.vocab_size, "token id {} is outside the vocabulary [0, {})", id, c.vocab_size);
-    std::memcpy(x.data<float>() + r * c.embed_dim, token_embedding.data<float>() + int64_t{id} * c.embed_dim,
-                c.embed_dim * sizeof(float));
+    token_embedding.lookup(id, x.data<float>() + r * c.embed_dim);
   }
   if (project_in) x = run_linear(*project_in, x);
   if (position_embedding.defined()) {

@@ -15,10 +15,10 @@ std::string llama_checkpoint_prefix(const std::string& role, int64_t layer) {
   return "model.layers." + std::to_string(layer) + "." + names.at(role);
 }
 
-void build_llama(const Checkpoint& checkpoint, const ModelConfig& c, DType compute, Model& model) {
+void build_llama(Checkpoint& checkpoint, const ModelConfig& c, DType compute, Model& model) {
   const int64_t hidden = c.hidden_size, q_width = c.num_heads * c.head_dim, kv_width = c.num_kv_heads * c.head_dim;
   const bool qkv_bias = c.model_type == "qwen2";
-  model.token_embedding = load_tensor(checkpoint, "model.embed_tokens.weight", {c.vocab_size, hidden});
+  model.token_embedding = load_embedding(checkpoint, "model.embed_tokens", {c.vocab_size, hidden}, compute);
   for (int64_t i = 0; i < c.num_layers; ++i) {
     const std::string prefix = "model.layers." + std::to_string(i) + ".";
     DecoderLayer layer;
@@ -38,7 +38,7 @@ void build_llama(const Checkpoint& checkpoint, const ModelConfig& c, DType compu
 }
 
 void export_llama_tensors(const Model& model, std::map<std::string, Tensor>& tensors) {
-  tensors["model.embed_tokens.weight"] = model.token_embedding;
+  export_embedding(model.token_embedding, "model.embed_tokens", tensors);
   for (size_t i = 0; i < model.layers.size(); ++i) {
     const std::string prefix = "model.layers." + std::to_string(i) + ".";
     tensors[prefix + "input_layernorm.weight"] = model.layers[i].attn_norm.weight;

@@ -15,10 +15,10 @@ std::string opt_checkpoint_prefix(const std::string& role, int64_t layer) {
   return "model.decoder.layers." + std::to_string(layer) + "." + names.at(role);
 }
 
-void build_opt(const Checkpoint& checkpoint, const ModelConfig& c, DType compute, Model& model) {
+void build_opt(Checkpoint& checkpoint, const ModelConfig& c, DType compute, Model& model) {
   const std::string root = "model.decoder.";
   const int64_t hidden = c.hidden_size;
-  model.token_embedding = load_tensor(checkpoint, root + "embed_tokens.weight", {c.vocab_size, c.embed_dim});
+  model.token_embedding = load_embedding(checkpoint, root + "embed_tokens", {c.vocab_size, c.embed_dim}, compute);
   model.position_embedding =
       load_tensor(checkpoint, root + "embed_positions.weight", {c.max_positions + c.position_offset, hidden});
   if (c.embed_dim != hidden) {
@@ -52,7 +52,7 @@ void export_opt_tensors(const Model& model, std::map<std::string, Tensor>& tenso
     tensors[prefix + ".weight"] = norm.weight;
     tensors[prefix + ".bias"] = norm.bias;
   };
-  tensors[root + "embed_tokens.weight"] = model.token_embedding;
+  export_embedding(model.token_embedding, root + "embed_tokens", tensors);
   tensors[root + "embed_positions.weight"] = model.position_embedding;
   for (size_t i = 0; i < model.layers.size(); ++i) {
     const std::string prefix = root + "layers." + std::to_string(i) + ".";

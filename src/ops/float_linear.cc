@@ -1,6 +1,7 @@
 #include "fq/linear.h"
 
 #include "backends/cpu/matmul.h"
+#include "fq/profile.h"
 
 namespace fq {
 
@@ -22,9 +23,12 @@ FloatLinear::~FloatLinear() = default;
 
 int64_t FloatLinear::in_features() const { return impl_->matmul.in_features(); }
 int64_t FloatLinear::out_features() const { return impl_->matmul.out_features(); }
-void FloatLinear::forward(const Tensor& x, Tensor& y) const { impl_->matmul.run(x, y); }
-std::string FloatLinear::kind() const { return std::string(dtype_name(impl_->matmul.weight().dtype())); }
-const Tensor& FloatLinear::weight() const { return impl_->matmul.weight(); }
+void FloatLinear::forward(const Tensor& x, Tensor& y) const {
+  profile::Scope scope("float gemm");
+  impl_->matmul.run(x, y);
+}
+std::string FloatLinear::kind() const { return std::string(dtype_name(impl_->matmul.dtype())); }
+Tensor FloatLinear::weight() const { return impl_->matmul.weight(); }
 const Tensor& FloatLinear::bias() const { return impl_->matmul.bias(); }
 
 }  // namespace fq

@@ -25,10 +25,16 @@ void gated_activate(Tensor& gate, const Tensor& up, Activation activation);
 // x += y elementwise.
 void add(Tensor& x, const Tensor& y);
 
+// Operands of attention's two products (softmax and accumulation stay f32): f32, or bf16 on
+// AVX512-BF16 (about 1.5x faster in prefill, ~3e-3 relative error instead of ~1e-6). A single query
+// without grouped heads (an MHA decode step) always runs in f32.
+enum class AttentionPrecision { f32, bf16 };
+
 // Causal multi-head attention with grouped KV heads for one batch element:
 // q [seq, heads*head_dim] of positions start..start+seq-1, keys/values [>= start+seq, kv_heads, head_dim]
 // (the cache, already holding these positions); out [seq, heads*head_dim].
 void attention(const float* q, const float* keys, const float* values, float* out, int64_t seq, int64_t start,
-               int64_t heads, int64_t kv_heads, int64_t head_dim);
+               int64_t heads, int64_t kv_heads, int64_t head_dim,
+               AttentionPrecision precision = AttentionPrecision::f32);
 
 }  // namespace fq::ops

@@ -6,7 +6,6 @@
 #include <limits>
 
 #include "fq/parallel.h"
-#include "fq/quant/quantize.h"
 
 namespace fq {
 
@@ -144,11 +143,13 @@ void stagger_codes(int64_t total, int32_t copies, int32_t* out) {
 }
 
 void flatten_quantize_value(float x, float step, int32_t copies, int qmax, bool stagger, int32_t* out) {
-  const double scaled = double(x) / step;
+  check(copies >= 1, "flatten_quantize_value: {} copies, expected at least 1", copies);
+  const float inverse_step = 1.f / step;
+  const float scaled = x * inverse_step;
   if (stagger) {
-    stagger_codes(round_half_up_saturate(scaled, int64_t{copies} * qmax), copies, out);
+    stagger_codes(nearest_even_saturate(scaled, int64_t{copies} * qmax), copies, out);
   } else {
-    const int32_t code = static_cast<int32_t>(round_half_up_saturate(scaled / copies, qmax));
+    const auto code = static_cast<int32_t>(nearest_even_saturate(scaled / static_cast<float>(copies), qmax));
     for (int32_t i = 0; i < copies; ++i) out[i] = code;
   }
 }

@@ -1,11 +1,14 @@
 // QuantizedLinear: checked construction, the integer forward pass and its fake-quant reference.
 #include "fq/quant/quantized_linear.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "backends/cpu/int8_matmul.h"
+#include "backends/cpu/small_batch_gemm.h"
 #include "fq/parallel.h"
+#include "fq/profile.h"
 #include "quant/activation_quant.h"
 
 namespace fq {
@@ -36,6 +39,19 @@ Tensor checked_weight_codes(Tensor codes, int bits, int64_t flat_features) {
   return bits == 4 && codes.dtype() == DType::i8 ? pack_int4(codes) : codes;
 }
 
+// Per-thread scratch, grown as needed and reused, so steady-state forward() calls allocate nothing.
+template <typename T>
+T* scratch(std::vector<T>& buffer, int64_t count) {
+  if (static_cast<int64_t>(buffer.size()) < count) buffer.resize(static_cast<size_t>(count));
+  return buffer.data();
+}
+thread_local std::vector<int8_t> codes_scratch, unpacked_scratch;
+thread_local std::vector<int32_t> sums_scratch;
+thread_local std::vector<float> steps_scratch;
+
+// 4-bit weights are unpacked to int8 this many output rows at a time for the GEMM.
+constexpr int64_t unpack_rows = 256;
+
 }  // namespace
 
 QuantizedLinear::QuantizedLinear(FlattenPlan plan, Tensor weight_codes, int weight_bits,
@@ -43,10 +59,11 @@ QuantizedLinear::QuantizedLinear(FlattenPlan plan, Tensor weight_codes, int weig
     : plan_(std::move(plan)), weight_bits_(weight_bits), weight_scales_(std::move(weight_scales)),
       activation_(activation) {
   check_plan(plan_);
-  weight_codes_ = checked_weight_codes(std::move(weight_codes), weight_bits_, plan_.flat_features());
-  const int64_t outputs = weight_codes_.dim(0);
-  check(weight_scales_.size() == 1 || static_cast<int64_t>(weight_scales_.size()) == outputs,
-        "quantized linear: {} weight scales for {} outputs, expected 1 or {}", weight_scales_.size(), outputs, outputs);
+  Tensor codes = checked_weight_codes(std::move(weight_codes), weight_bits_, plan_.flat_features());
+  out_features_ = codes.dim(0);
+  check(weight_scales_.size() == 1 || static_cast<int64_t>(weight_scales_.size()) == out_features_,
+        "quantized linear: {} weight scales for {} outputs, expected 1 or {}", weight_scales_.size(), out_features_,
+        out_features_);
   for (float scale : weight_scales_)
     check(scale > 0 && std::isfinite(scale), "quantized linear: weight scale {} is not positive and finite", scale);
   const int activation_max = quant_max(activation_.bits);
@@ -57,63 +74,95 @@ QuantizedLinear::QuantizedLinear(FlattenPlan plan, Tensor weight_codes, int weig
   check(plan_.flat_features() * int64_t{activation_max} * quant_max(weight_bits_) <= std::numeric_limits<int32_t>::max(),
         "quantized linear: {} flattened inputs could overflow the int32 accumulators", plan_.flat_features());
   if (bias.defined()) {
-    check(bias.numel() == outputs, "quantized linear: bias has {} values, expected {}", bias.numel(), outputs);
+    check(bias.numel() == out_features_, "quantized linear: bias has {} values, expected {}", bias.numel(),
+          out_features_);
     bias_ = bias.to(DType::f32).contiguous();
   }
-  matmul_ = std::make_shared<const cpu::Int8Matmul>(
-      weight_codes_.dtype() == DType::i4 ? unpack_int4(weight_codes_) : weight_codes_);
+  quantizer_ = std::make_shared<const quant::FlattenQuantizer>(plan_, activation_max, activation_.stagger);
+  if (codes.dtype() == DType::i4) {
+    packed_weights_ = std::move(codes);
+    small_batch_ = std::make_shared<const cpu::SmallBatchGemm>(packed_weights_);
+    return;
+  }
+  // A static step is known now: the whole rescale (step · weight scale) and the bias go into the GEMM.
+  std::vector<float> output_scales;
+  if (!activation_.dynamic)
+    for (float scale : weight_scales_) output_scales.push_back(static_cast<float>(double(activation_.step) * scale));
+  matmul_ = std::make_shared<const cpu::Int8Matmul>(codes, std::move(output_scales), bias_);
 }
+
+Tensor QuantizedLinear::weight_codes() const { return matmul_ ? matmul_->weights() : packed_weights_; }
 
 std::string QuantizedLinear::kind() const {
   return fmt::format("w{}a{} {}, {} weights, K x{:.2f}, {}", weight_bits_, activation_.bits,
-                     activation_.per_token ? "per-token" : activation_.dynamic ? "dynamic" : "static", weight_scales_.size() == 1 ? "per-tensor" : "per-channel",
+                     activation_.per_token ? "per-token" : activation_.dynamic ? "dynamic" : "static",
+                     weight_scales_.size() == 1 ? "per-tensor" : "per-channel",
                      double(plan_.flat_features()) / double(plan_.in_features), activation_.stagger ? "staggered" : "plain");
 }
 
-void QuantizedLinear::check_io(const Tensor& x, const Tensor& y) const {
+void QuantizedLinear::check_input(const Tensor& x) const {
   check(x.dtype() == DType::f32 && x.rank() == 2 && x.dim(1) == in_features(),
         "quantized linear: input is {} {}, expected f32 [rows, {}]", dtype_name(x.dtype()), shape_str(x.shape()),
         in_features());
+}
+
+void QuantizedLinear::check_io(const Tensor& x, const Tensor& y) const {
+  check_input(x);
   check(y.dtype() == DType::f32 && y.rank() == 2 && y.dim(0) == x.dim(0) && y.dim(1) == out_features() &&
             y.is_contiguous(),
         "quantized linear: output is {} {}, expected contiguous f32 [{}, {}]", dtype_name(y.dtype()),
         shape_str(y.shape()), x.dim(0), out_features());
 }
 
+void QuantizedLinear::quantize_into(const Tensor& x, int8_t* codes, std::vector<float>& steps) const {
+  const Tensor input = x.strides()[1] == 1 ? x : x.contiguous();
+  const float* data = input.data<float>();
+  const int64_t rows = input.dim(0), stride = input.strides()[0];
+  if (activation_.per_token) {
+    steps.resize(static_cast<size_t>(rows));
+    quantizer_->quantize_per_token(data, rows, stride, steps.data(), codes);
+    return;
+  }
+  float step = activation_.step;
+  if (activation_.dynamic) step = quant::dynamic_step(quantizer_->flattened_max(data, rows, stride), quant_max(activation_.bits));
+  steps.assign(1, step);
+  quantizer_->quantize(data, rows, stride, steps, codes);
+}
+
+void QuantizedLinear::accumulate_into(const int8_t* codes, int64_t rows, int32_t* sums) const {
+  if (matmul_) {
+    matmul_->accumulate(codes, rows, sums);
+    return;
+  }
+  if (rows <= cpu::SmallBatchGemm::kRowsPerPass) {
+    small_batch_->run(codes, rows, sums);
+    return;
+  }
+  const int64_t flat = plan_.flat_features();
+  const uint8_t* packed = packed_weights_.data<uint8_t>();
+  for (int64_t first = 0; first < out_features_; first += unpack_rows) {
+    const int64_t count = std::min(unpack_rows, out_features_ - first);
+    int8_t* weights = scratch(unpacked_scratch, count * flat);
+    parallel_for(count, [&](int64_t begin, int64_t end) {
+      unpack_int4_range(packed, (first + begin) * flat, (end - begin) * flat, weights + begin * flat);
+    });
+    cpu::int8_matmul_plain(codes, rows, flat, weights, count, sums + first, out_features_);
+  }
+}
+
 Tensor QuantizedLinear::quantize_input(const Tensor& x, float& step) const {
   check(!activation_.per_token, "quantized linear: per-token activations have one step per row");
-  check(x.dtype() == DType::f32 && x.rank() == 2 && x.dim(1) == in_features(),
-        "quantized linear: input is {} {}, expected f32 [rows, {}]", dtype_name(x.dtype()), shape_str(x.shape()),
-        in_features());
-  const Tensor input = x.contiguous();
-  const int64_t rows = input.dim(0);
-  const int qmax = quant_max(activation_.bits);
-  step = activation_.dynamic ? quant::dynamic_step(input.data<float>(), rows, plan_, qmax) : activation_.step;
-  Tensor codes = Tensor::empty(DType::i8, {rows, plan_.flat_features()});
-  quant::flatten_quantize_rows(input.data<float>(), rows, plan_, step, qmax, activation_.stagger, codes.data<int8_t>());
+  std::vector<float> steps;
+  Tensor codes = quantize_input_rows(x, steps);
+  step = steps[0];
   return codes;
 }
 
 Tensor QuantizedLinear::quantize_input_rows(const Tensor& x, std::vector<float>& steps) const {
-  if (!activation_.per_token) {
-    float step = 0;
-    Tensor codes = quantize_input(x, step);
-    steps.assign(static_cast<size_t>(x.dim(0)), step);
-    return codes;
-  }
-  check(x.dtype() == DType::f32 && x.rank() == 2 && x.dim(1) == in_features(),
-        "quantized linear: input is {} {}, expected f32 [rows, {}]", dtype_name(x.dtype()), shape_str(x.shape()),
-        in_features());
-  const Tensor input = x.contiguous();
-  const int64_t rows = input.dim(0), width = in_features(), flat = plan_.flat_features();
-  const int qmax = quant_max(activation_.bits);
-  steps.resize(static_cast<size_t>(rows));
-  Tensor codes = Tensor::empty(DType::i8, {rows, flat});
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* row = input.data<float>() + r * width;
-    steps[r] = quant::dynamic_step(row, 1, plan_, qmax);
-    quant::flatten_quantize_rows(row, 1, plan_, steps[r], qmax, activation_.stagger, codes.data<int8_t>() + r * flat);
-  }
+  check_input(x);
+  Tensor codes = Tensor::empty(DType::i8, {x.dim(0), plan_.flat_features()});
+  quantize_into(x, codes.data<int8_t>(), steps);
+  if (steps.size() == 1) steps.assign(static_cast<size_t>(x.dim(0)), steps[0]);
   return codes;
 }
 
@@ -121,33 +170,40 @@ Tensor QuantizedLinear::accumulate(const Tensor& codes) const {
   check(codes.dtype() == DType::i8 && codes.rank() == 2 && codes.dim(1) == plan_.flat_features() && codes.is_contiguous(),
         "quantized linear: codes are {} {}, expected contiguous i8 [rows, {}]", dtype_name(codes.dtype()),
         shape_str(codes.shape()), plan_.flat_features());
-  Tensor acc = Tensor::empty(DType::i32, {codes.dim(0), out_features()});
-  matmul_->run(codes.data<int8_t>(), codes.dim(0), acc.data<int32_t>());
-  return acc;
+  Tensor sums = Tensor::empty(DType::i32, {codes.dim(0), out_features()});
+  accumulate_into(codes.data<int8_t>(), codes.dim(0), sums.data<int32_t>());
+  return sums;
 }
 
 void QuantizedLinear::forward(const Tensor& x, Tensor& y) const {
   check_io(x, y);
-  std::vector<float> steps;
-  const Tensor acc = accumulate(quantize_input_rows(x, steps));
-  const int64_t rows = x.dim(0), outputs = out_features();
-  const int32_t* sums = acc.data<int32_t>();
-  const float* bias = bias_.defined() ? bias_.data<float>() : nullptr;
-  float* out = y.data<float>();
-  // Rescaled in double, so the only rounding is the final one to float (as in forward_simulated).
-  parallel_for(rows, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r)
-      for (int64_t n = 0; n < outputs; ++n)
-        out[r * outputs + n] = static_cast<float>(double(sums[r * outputs + n]) * steps[r] * weight_scale(n) +
-                                                  (bias ? bias[n] : 0.0));
-  });
+  const int64_t rows = x.dim(0);
+  int8_t* codes = scratch(codes_scratch, rows * plan_.flat_features());
+  {
+    profile::Scope scope("flatten+quantize");
+    quantize_into(x, codes, steps_scratch);
+  }
+  if (matmul_ && matmul_->has_epilogue()) {
+    profile::Scope scope("int gemm (rescale fused)");
+    matmul_->run(codes, rows, y.data<float>());
+    return;
+  }
+  int32_t* sums = scratch(sums_scratch, rows * out_features_);
+  {
+    profile::Scope scope("int gemm");
+    accumulate_into(codes, rows, sums);
+  }
+  profile::Scope scope("int rescale");
+  cpu::rescale_rows(sums, rows, out_features_, steps_scratch, weight_scales_,
+                    bias_.defined() ? bias_.data<float>() : nullptr, y.data<float>());
 }
 
 void QuantizedLinear::forward_simulated(const Tensor& x, Tensor& y) const {
   check_io(x, y);
   std::vector<float> steps;
   const Tensor codes = quantize_input_rows(x, steps);
-  const Tensor weights = weight_codes_.dtype() == DType::i4 ? unpack_int4(weight_codes_) : weight_codes_;
+  const Tensor stored = weight_codes();
+  const Tensor weights = stored.dtype() == DType::i4 ? unpack_int4(stored) : stored;
   const int64_t rows = x.dim(0), outputs = out_features(), flat = plan_.flat_features();
   const int8_t* input_codes = codes.data<int8_t>();
   const int8_t* weight_codes = weights.data<int8_t>();

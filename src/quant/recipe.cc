@@ -20,6 +20,7 @@ const std::vector<std::pair<std::string, std::string>>& recipe_names() {
       {"naive-w4a4", "per-tensor INT4 weights and activations"},
       {"flatten-w8a8", "FlattenQuant W8A8: flattened channels, plain rounding (the paper)"},
       {"flatten-w8a8-stagger", "FlattenQuant W8A8 with staggered flattening (ours)"},
+      {"flatten-w4a8", "FlattenQuant, staggered, INT4 weights with INT8 activations (memory-bound decode)"},
       {"flatten-mixed", "FlattenQuant, staggered: W4A4 for the least sensitive layers up to --int4-share, W8A8 elsewhere"},
   };
   return names;
@@ -68,9 +69,10 @@ nlohmann::json apply_recipe(Model& model, Calibration& calibration, const Recipe
   }
 
   const bool flatten = name.rfind("flatten", 0) == 0;
-  const bool stagger = name == "flatten-w8a8-stagger" || name == "flatten-mixed";
+  const bool stagger = name == "flatten-w8a8-stagger" || name == "flatten-mixed" || name == "flatten-w4a8";
   const int bits = name == "naive-w4a4" ? 4 : 8;
   LinearQuantConfig wide = config_for(bits, flatten, stagger, options);
+  if (name == "flatten-w4a8") wide.weights.bits = 4;
   if (name == "pertoken-w8a8") {
     wide.per_token_activations = true;
     wide.weights.granularity = WeightScaleGranularity::per_output_channel;

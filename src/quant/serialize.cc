@@ -35,6 +35,13 @@ void store_quantized(const QuantizedLinear& linear, const std::string& prefix, n
   if (linear.bias().defined()) tensors[prefix + ".bias"] = linear.bias();
 }
 
+// A tied float head equal to the embedding table (same format, same values) is rebuilt from it on load.
+bool equals_embedding_table(const Tensor& weight, const TokenEmbedding& embedding) {
+  const Tensor& table = embedding.table();
+  return weight.dtype() == table.dtype() && weight.shape() == table.shape() &&
+         std::memcmp(weight.raw(), table.raw(), table.nbytes()) == 0;
+}
+
 template <typename T>
 T field(const nlohmann::json& entry, const char* key, const std::string& source, const std::string& prefix) {
   try {
@@ -44,6 +51,22 @@ T field(const nlohmann::json& entry, const char* key, const std::string& source,
   }
 }
 }  // namespace
+
+void convert_float_storage(Model& model, const FloatStorage& storage) {
+  check(storage.linears == DType::f32 || storage.linears == DType::bf16,
+        "float Linears can be stored as f32 or bf16, not {}", dtype_name(storage.linears));
+  model.token_embedding = model.token_embedding.converted(storage.embedding);
+  const bool tied = model.config().tied_embeddings;
+  for (const LinearSlot& slot : model.linears()) {
+    const auto* dense = dynamic_cast<const FloatLinear*>(slot.linear->get());
+    if (!dense) continue;
+    const Tensor weight = dense->weight();
+    if (slot.name == "lm_head" && tied && model.token_embedding.dtype() == storage.linears)
+      *slot.linear = std::make_unique<FloatLinear>(model.token_embedding.table(), Tensor(), storage.linears);
+    else if (weight.dtype() != storage.linears)
+      *slot.linear = std::make_unique<FloatLinear>(weight, dense->bias(), storage.linears);
+  }
+}
 
 void save_fq(const std::string& path, Model& model, const FqMetadata& metadata) {
   std::map<std::string, Tensor> tensors;
@@ -57,8 +80,10 @@ void save_fq(const std::string& path, Model& model, const FqMetadata& metadata) 
     if (const auto* quantized = dynamic_cast<const QuantizedLinear*>(&linear)) {
       store_quantized(*quantized, slot.checkpoint_name, layers, tensors);
     } else if (const auto* dense = dynamic_cast<const FloatLinear*>(&linear)) {
-      if (slot.name == "lm_head" && model.config().tied_embeddings) continue;  // it is the embedding
-      tensors[slot.checkpoint_name + ".weight"] = dense->weight();
+      const Tensor weight = dense->weight();
+      const bool tied_head = slot.name == "lm_head" && model.config().tied_embeddings;
+      if (tied_head && equals_embedding_table(weight, model.token_embedding)) continue;
+      tensors[slot.checkpoint_name + ".weight"] = weight;
       if (dense->bias().defined()) tensors[slot.checkpoint_name + ".bias"] = dense->bias();
     } else {
       fail("{}: layer '{}' ({}) cannot be saved", path, slot.name, linear.kind());

@@ -20,10 +20,13 @@ LoadedModel load_model(const ModelOptions& options, bool need_tokenizer) {
   if (options.threads > 0) set_num_threads(options.threads);
   LoadOptions load_options;
   load_options.tokenizer_path = options.tokenizer;
+  load_options.compute = options.dtype == "bf16" ? DType::bf16 : DType::f32;
   Checkpoint checkpoint = load_checkpoint(options.path, load_options);
-  LoadedModel loaded{Model::from_checkpoint(checkpoint, options.dtype == "bf16" ? DType::bf16 : DType::f32), nullptr,
-                     checkpoint.format};
-  if (checkpoint.tokenizer.kind != TokenizerSpec::Kind::none) loaded.tokenizer = make_tokenizer(checkpoint.tokenizer);
+  const TokenizerSpec tokenizer = std::move(checkpoint.tokenizer);
+  const std::string format = checkpoint.format;
+  // Moved in: the model frees each checkpoint tensor once it holds its own form of it.
+  LoadedModel loaded{Model::from_checkpoint(std::move(checkpoint), load_options.compute), nullptr, format};
+  if (tokenizer.kind != TokenizerSpec::Kind::none) loaded.tokenizer = make_tokenizer(tokenizer);
   check(loaded.tokenizer || !need_tokenizer, "{}: no tokenizer found (expected tokenizer.json, vocab.json + merges.txt, "
         "GGUF tokenizer metadata, or --tokenizer tokenizer.bin)", options.path);
   return loaded;

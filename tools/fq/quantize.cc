@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "common.h"
@@ -19,6 +20,17 @@ struct QuantizeOptions {
   int64_t seq = 512;
   std::string output;
   RecipeOptions recipe;
+  // Unset: f32 for the fp recipe (the float reference), else int8 rows / bf16.
+  std::optional<int> embedding_bits;
+  std::optional<std::string> float_dtype;
+
+  FloatStorage storage() const {
+    const bool reference = recipe.name == "fp";
+    const int bits = embedding_bits.value_or(reference ? 32 : 8);
+    const std::string linears = float_dtype.value_or(reference ? "f32" : "bf16");
+    return {bits == 8 ? DType::i8 : bits == 16 ? DType::bf16 : DType::f32,
+            linears == "bf16" ? DType::bf16 : DType::f32};
+  }
 };
 
 // Calibration text: a plain text file, or a .jsonl file whose string fields of each line are joined
@@ -46,6 +58,15 @@ std::string read_calibration_text(const std::string& path) {
     text += joined + "\n\n";
   }
   return text;
+}
+
+// What the recipe leaves in float, for `fq inspect`.
+std::string kept_float(const RecipeOptions& recipe, const FloatStorage& storage) {
+  const bool int8_embedding = storage.embedding == DType::i8;
+  if (recipe.name == "fp")
+    return int8_embedding ? "everything but the token embedding" : "everything (float reference)";
+  return std::string(int8_embedding ? "" : "embeddings, ") + "norms, attention matmuls" +
+         (recipe.quantize_head ? "" : ", lm_head");
 }
 
 void quantize(QuantizeOptions options) {
@@ -82,6 +103,8 @@ void quantize(QuantizeOptions options) {
   }
   nlohmann::json report = apply_recipe(model, calibration, options.recipe,
                                        [](const std::string& line) { fmt::print(stderr, "{}\n", line); });
+  const FloatStorage storage = options.storage();
+  convert_float_storage(model, storage);
   nlohmann::json recipe = {{"name", options.recipe.name},
                            {"alpha", options.recipe.alpha},
                            {"smooth", options.recipe.smooth},
@@ -92,11 +115,10 @@ void quantize(QuantizeOptions options) {
                            {"activation_scale", options.recipe.dynamic_activations ? "dynamic" : "static"},
                            {"weight_scale", options.recipe.per_channel_weights ? "channel" : "tensor"},
                            {"quantize_head", options.recipe.quantize_head},
+                           {"embedding", dtype_name(storage.embedding)},
+                           {"float_linears", dtype_name(storage.linears)},
                            {"calibration", {{"file", options.calibration_file}, {"windows", count}, {"seq", seq}}},
-                           {"kept_float", options.recipe.name == "fp" ? "everything (float reference)"
-                                          : options.recipe.quantize_head
-                                              ? "embeddings, norms, attention matmuls"
-                                              : "embeddings, norms, attention matmuls, lm_head"}};
+                           {"kept_float", kept_float(options.recipe, storage)}};
   nlohmann::json channel_max = nlohmann::json::object();
   for (const SlotStatistics& slot : calibration.slots) channel_max[slot.name] = slot.channel_max;
   report["channel_max"] = channel_max;
@@ -151,6 +173,14 @@ void add_quantize_command(CLI::App& app) {
       ->capture_default_str();
   command->add_flag("--gptq", options->recipe.gptq, "GPTQ for the weights (calibration also collects X^T X)");
   command->add_flag("--quantize-head", options->recipe.quantize_head, "Quantize lm_head too (default: keep it float)");
+  command->add_option("--embedding-bits", options->embedding_bits,
+                      "Token embedding storage: 8 (int8 rows, one scale each), 16 (bf16) or 32 (f32); default 8, "
+                      "32 for the fp recipe")
+      ->check(CLI::IsMember({8, 16, 32}));
+  command->add_option("--float-dtype", options->float_dtype,
+                      "Weights of the Linears left float (lm_head unless --quantize-head): bf16 (computes in bf16) "
+                      "or f32; default bf16, f32 for the fp recipe")
+      ->check(CLI::IsMember({"f32", "bf16"}));
   command->callback([options] { quantize(*options); });
 }
 

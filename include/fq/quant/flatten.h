@@ -7,9 +7,12 @@
 // round half up, Hermite's identity sum_i floor(y + i/n) = floor(n·y) makes the n codes sum to exactly
 // round(x / step): the channel keeps the precision of one code at step `step` over the range n·T,
 // instead of n codes at the coarser step n·step. Equivalently (and how it is computed, in integers):
-// with F = round(x / step), copy i gets floor((F + i) / n).
+// with F = round(x / step), copy i gets floor((F + i) / n), which sums to F whichever way F was rounded
+// (the kernels round to nearest even, see flatten_quantize_value).
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -58,9 +61,21 @@ Tensor flatten_activations(const Tensor& x, const FlattenPlan& plan);
 // They differ by at most one and sum to `total` exactly.
 void stagger_codes(int64_t total, int32_t copies, int32_t* out);
 
-// The `copies` codes of one channel value x at quantization step `step`:
-//  staggered: F = round(x / step) clamped to ±copies·qmax, split with stagger_codes (each within ±qmax);
-//  plain:     every copy gets round((x / step) / copies) clamped to ±qmax.
+// v rounded to the nearest integer, ties to even (as vcvtps2dq and std::nearbyint do in the default mode),
+// within ±limit: NaN gives 0 and ±inf saturate. Clamped in float before converting, so never undefined.
+inline int64_t nearest_even_saturate(float v, int64_t limit) {
+  if (std::isnan(v)) return 0;
+  const float bound = static_cast<float>(limit);  // may round up; the integer clamp settles it
+  const auto rounded = static_cast<int64_t>(std::nearbyint(std::clamp(v, -bound, bound)));
+  return std::clamp(rounded, -limit, limit);
+}
+
+// The `copies` codes of one channel value x at quantization step `step`, computed in float as the vector
+// kernels do (FlattenQuantizer): scaled = x · (1.f / step), then
+//  staggered: F = nearest_even_saturate(scaled, copies·qmax), split with stagger_codes: copy i gets
+//             floor((F + i) / copies), each within ±qmax, and they sum to F exactly;
+//  plain:     every copy gets nearest_even_saturate(scaled / copies (in float), qmax).
+// NaN gives zeros; ±inf (and anything beyond the range) saturates.
 void flatten_quantize_value(float x, float step, int32_t copies, int qmax, bool stagger, int32_t* out);
 
 struct FlattenOptions {

@@ -18,6 +18,10 @@ namespace fq {
 
 namespace cpu {
 class Int8Matmul;
+class SmallBatchGemm;
+}
+namespace quant {
+class FlattenQuantizer;
 }
 
 struct ActivationQuant {
@@ -37,7 +41,7 @@ class QuantizedLinear : public Linear {
                   ActivationQuant activation, Tensor bias);
 
   int64_t in_features() const override { return plan_.in_features; }
-  int64_t out_features() const override { return weight_codes_.dim(0); }
+  int64_t out_features() const override { return out_features_; }
   // The integer path.
   void forward(const Tensor& x, Tensor& y) const override;
   // e.g. "w8a8 static, K x1.12, staggered".
@@ -55,7 +59,8 @@ class QuantizedLinear : public Linear {
   Tensor accumulate(const Tensor& codes) const;
 
   const FlattenPlan& plan() const { return plan_; }
-  const Tensor& weight_codes() const { return weight_codes_; }
+  // i8 or packed i4 [N, K'] (8-bit codes are held in the GEMM's blocked layout: this reorders them back).
+  Tensor weight_codes() const;
   int weight_bits() const { return weight_bits_; }
   const std::vector<float>& weight_scales() const { return weight_scales_; }
   const ActivationQuant& activation() const { return activation_; }
@@ -63,12 +68,21 @@ class QuantizedLinear : public Linear {
 
  private:
   void check_io(const Tensor& x, const Tensor& y) const;
+  void check_input(const Tensor& x) const;
   double weight_scale(int64_t row) const { return weight_scales_.size() == 1 ? weight_scales_[0] : weight_scales_[row]; }
+  // Codes of x into `codes` ([rows, K']) and the step of each row (one value when per tensor).
+  void quantize_into(const Tensor& x, int8_t* codes, std::vector<float>& steps) const;
+  void accumulate_into(const int8_t* codes, int64_t rows, int32_t* acc) const;
 
   FlattenPlan plan_;
-  Tensor weight_codes_;
-  // The integer GEMM on oneDNN (s8 x s8 -> s32); 4-bit codes are unpacked to int8 for it once, here.
+  int64_t out_features_ = 0;
+  std::shared_ptr<const quant::FlattenQuantizer> quantizer_;
+  // 8-bit weights: oneDNN's s8 GEMM owns them (blocked layout), with the rescale fused when the step is static.
   std::shared_ptr<const cpu::Int8Matmul> matmul_;
+  // 4-bit weights: packed two per byte, the only copy (small batches read them directly, larger ones
+  // unpack a slice of rows at a time for the int8 GEMM).
+  Tensor packed_weights_;
+  std::shared_ptr<const cpu::SmallBatchGemm> small_batch_;
   int weight_bits_;
   std::vector<float> weight_scales_;
   ActivationQuant activation_;

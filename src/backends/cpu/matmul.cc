@@ -19,29 +19,59 @@ memory::data_type dnnl_type(DType type) {
 }
 }  // namespace
 
-LinearMatmul::LinearMatmul(Tensor weight, Tensor bias) : weight_(weight.contiguous()), bias_(std::move(bias)) {
-  check(weight_.rank() == 2, "linear weight must be 2-D, got {}", shape_str(weight_.shape()));
-  check(weight_.dtype() == DType::f32 || weight_.dtype() == DType::bf16, "linear weight must be f32 or bf16, got {}",
-        dtype_name(weight_.dtype()));
+namespace {
+constexpr int64_t layout_rows = 512;  // the row count the weight layout is chosen for
+
+memory::desc weight_desc(int64_t k, int64_t n, memory::data_type type, memory::format_tag tag) {
+  return {{k, n}, type, tag};  // W[N, K] read as Wᵀ [K, N]
+}
+
+dnnl::matmul::primitive_desc linear_desc(int64_t rows, int64_t k, int64_t n, memory::data_type type,
+                                         const memory::desc& weights, bool bias) {
+  memory::desc src({rows, k}, type, memory::format_tag::ab);
+  memory::desc dst({rows, n}, memory::data_type::f32, memory::format_tag::ab);
+  dnnl::matmul::desc desc =
+      bias ? dnnl::matmul::desc(src, weights, memory::desc({1, n}, memory::data_type::f32, memory::format_tag::ab), dst)
+           : dnnl::matmul::desc(src, weights, dst);
+  return dnnl::matmul::primitive_desc(desc, engine());
+}
+}  // namespace
+
+LinearMatmul::LinearMatmul(Tensor weight, Tensor bias) : bias_(std::move(bias)) {
+  check(weight.rank() == 2, "linear weight must be 2-D, got {}", shape_str(weight.shape()));
+  check(weight.dtype() == DType::f32 || weight.dtype() == DType::bf16, "linear weight must be f32 or bf16, got {}",
+        dtype_name(weight.dtype()));
+  const Tensor plain = weight.contiguous();
+  out_ = plain.dim(0);
+  in_ = plain.dim(1);
+  dtype_ = plain.dtype();
   if (bias_.defined()) {
     bias_ = bias_.to(DType::f32).contiguous();
     check(bias_.numel() == out_features(), "linear bias has {} values, expected {}", bias_.numel(), out_features());
   }
+  const auto type = dnnl_type(dtype_);
+  const auto layout = linear_desc(layout_rows, in_, out_, type, weight_desc(in_, out_, type, memory::format_tag::any),
+                                  bias_.defined());
+  memory source(weight_desc(in_, out_, type, memory::format_tag::ba), engine(), plain.raw());
+  blocked_ = memory(layout.weights_desc(), engine());
+  dnnl::reorder(source, blocked_).execute(stream(), source, blocked_);
+  stream().wait();
+}
+
+Tensor LinearMatmul::weight() const {
+  Tensor plain = Tensor::empty(dtype_, {out_, in_});
+  memory destination(weight_desc(in_, out_, dnnl_type(dtype_), memory::format_tag::ba), engine(), plain.raw());
+  dnnl::reorder(blocked_, destination).execute(stream(), const_cast<memory&>(blocked_), destination);
+  stream().wait();
+  return plain;
 }
 
 const dnnl::matmul& LinearMatmul::primitive(int64_t rows) const {
   std::lock_guard lock(mutex_);
   auto it = primitives_.find(rows);
   if (it != primitives_.end()) return it->second;
-  const int64_t k = in_features(), n = out_features();
-  auto type = dnnl_type(weight_.dtype());
-  memory::desc src({rows, k}, type, memory::format_tag::ab);
-  memory::desc weights({k, n}, type, memory::format_tag::ba);  // W[N, K] read as Wᵀ
-  memory::desc dst({rows, n}, memory::data_type::f32, memory::format_tag::ab);
-  dnnl::matmul::desc desc = bias_.defined()
-      ? dnnl::matmul::desc(src, weights, memory::desc({1, n}, memory::data_type::f32, memory::format_tag::ab), dst)
-      : dnnl::matmul::desc(src, weights, dst);
-  return primitives_.emplace(rows, dnnl::matmul(dnnl::matmul::primitive_desc(desc, engine()))).first->second;
+  const auto desc = linear_desc(rows, in_, out_, dnnl_type(dtype_), blocked_.get_desc(), bias_.defined());
+  return primitives_.emplace(rows, dnnl::matmul(desc)).first->second;
 }
 
 void LinearMatmul::run(const Tensor& x, Tensor& y) const {
@@ -50,12 +80,11 @@ void LinearMatmul::run(const Tensor& x, Tensor& y) const {
   check(y.rank() == 2 && y.dim(0) == rows && y.dim(1) == n && y.dtype() == DType::f32 && y.is_contiguous(),
         "linear output has shape {}, expected f32 [{}, {}]", shape_str(y.shape()), rows, n);
   Tensor input = x.contiguous();
-  if (weight_.dtype() == DType::bf16) input = input.to(DType::bf16);
-  auto type = dnnl_type(weight_.dtype());
+  if (dtype_ == DType::bf16) input = input.to(DType::bf16);
+  const auto type = dnnl_type(dtype_);
   memory src({{rows, k}, type, memory::format_tag::ab}, engine(), input.raw());
-  memory weights({{k, n}, type, memory::format_tag::ba}, engine(), weight_.raw());
   memory dst({{rows, n}, memory::data_type::f32, memory::format_tag::ab}, engine(), y.raw());
-  std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}};
+  std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, blocked_}, {DNNL_ARG_DST, dst}};
   if (bias_.defined())
     args.emplace(DNNL_ARG_BIAS, memory({{1, n}, memory::data_type::f32, memory::format_tag::ab}, engine(), bias_.raw()));
   primitive(rows).execute(stream(), args);
