@@ -6,7 +6,7 @@
 #include <tuple>
 
 #include "backends/cpu/matmul.h"
-#include "backends/cpu/parallel_rows.h"
+#include "backends/cpu/parallel_threshold.h"
 #include "backends/cpu/vector_math.h"
 #include "fq/linear.h"
 #include "ops/ops.h"

@@ -1,6 +1,6 @@
 #include <cmath>
 
-#include "backends/cpu/parallel_rows.h"
+#include "backends/cpu/parallel_threshold.h"
 #include "backends/cpu/vector_math.h"
 #include "ops/ops.h"
 
@@ -31,8 +31,8 @@ void apply(float* x, const float* up, int64_t count, Activation activation) {
 void activate(Tensor& x, Activation activation) {
   check(x.dtype() == DType::f32 && x.is_contiguous(), "activation: input must be contiguous f32");
   float* data = x.data<float>();
-  cpu::for_rows(x.numel(), 1,
-                [&](int64_t begin, int64_t end) { apply(data + begin, nullptr, end - begin, activation); });
+  cpu::maybe_parallel_for(x.numel() >= cpu::kParallelFloats, x.numel(),
+                          [&](int64_t begin, int64_t end) { apply(data + begin, nullptr, end - begin, activation); });
 }
 
 void gated_activate(Tensor& gate, const Tensor& up, Activation activation) {
@@ -42,8 +42,8 @@ void gated_activate(Tensor& gate, const Tensor& up, Activation activation) {
         "gated activation: both operands must be contiguous f32");
   float* g = gate.data<float>();
   const float* u = up.data<float>();
-  cpu::for_rows(gate.numel(), 1,
-                [&](int64_t begin, int64_t end) { apply(g + begin, u + begin, end - begin, activation); });
+  cpu::maybe_parallel_for(gate.numel() >= cpu::kParallelFloats, gate.numel(),
+                          [&](int64_t begin, int64_t end) { apply(g + begin, u + begin, end - begin, activation); });
 }
 
 }  // namespace fq::ops

@@ -1,6 +1,6 @@
 #include <cmath>
 
-#include "backends/cpu/parallel_rows.h"
+#include "backends/cpu/parallel_threshold.h"
 #include "backends/cpu/vector_math.h"
 #include "fq/profile.h"
 #include "ops/ops.h"
@@ -21,7 +21,7 @@ void norm(const Tensor& x, Tensor& out, const Norm& norm, NormKind kind, float e
   float* result = out.data<float>();
   const float* weight = norm.weight.data<float>();
   const float* bias = norm.bias.defined() ? norm.bias.data<float>() : nullptr;
-  cpu::for_rows(rows, width, [&](int64_t begin, int64_t end) {
+  cpu::maybe_parallel_for(rows * width >= cpu::kParallelFloats, rows, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const float* row = in + r * width;
       float* dst = result + r * width;
@@ -45,7 +45,7 @@ void add(Tensor& x, const Tensor& y) {
         "add: both operands must be contiguous f32");
   float* dst = x.data<float>();
   const float* src = y.data<float>();
-  cpu::for_rows(x.numel(), 1, [&](int64_t begin, int64_t end) {
+  cpu::maybe_parallel_for(x.numel() >= cpu::kParallelFloats, x.numel(), [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) dst[i] += src[i];
   });
 }

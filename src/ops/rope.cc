@@ -5,7 +5,7 @@
 #include <utility>
 #include <vector>
 
-#include "backends/cpu/parallel_rows.h"
+#include "backends/cpu/parallel_threshold.h"
 #include "ops/ops.h"
 
 namespace fq::ops {
@@ -60,7 +60,7 @@ void rope(Tensor& x, int64_t seq, int64_t heads, int64_t head_dim, int64_t start
   const int64_t rows = x.dim(0), half = head_dim / 2, width = heads * head_dim;
   const auto table = rotation_table(start + seq, head_dim, theta);
   float* data = x.data<float>();
-  cpu::for_rows(rows, width, [&](int64_t begin, int64_t end) {
+  cpu::maybe_parallel_for(rows * width >= cpu::kParallelFloats, rows, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t position = start + r % seq;
       const float* cosines = table->cosines.data() + position * half;

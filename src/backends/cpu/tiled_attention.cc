@@ -5,9 +5,9 @@
 #include <vector>
 
 #include "backends/cpu/attention_packing.h"
+#include "backends/cpu/parallel_threshold.h"
 #include "backends/cpu/row_block_matmul.h"
 #include "backends/cpu/vector_math.h"
-#include "fq/parallel.h"
 
 namespace fq::cpu {
 
@@ -135,7 +135,8 @@ void attend(const float* q, const float* keys, const float* values, float* out, 
   const int64_t positions = std::max<int64_t>(1, kTileFloats / (group * head_dim));
   const int64_t tiles = (seq + positions - 1) / positions;
   // Jobs run head by head, so a thread packs each head it meets once and finds it in L2 after.
-  parallel_for(kv_heads * tiles, [&](int64_t begin, int64_t end) {
+  const bool parallel = seq * heads * total * head_dim >= kParallelMultiplyAdds;
+  maybe_parallel_for(parallel, kv_heads * tiles, [&](int64_t begin, int64_t end) {
     thread_local TileBuffers<Element> buffers;
     thread_local PackedHead<Element> packed;
     packed.head = -1;  // the cache changed since the last call
