@@ -97,6 +97,9 @@ class Model {
 
   const ModelConfig& config() const { return config_; }
   DType compute_type() const { return compute_; }
+  // The operands of attention's two products: f32 (the default, the reference) or bf16 (faster; the CLI
+  // picks it with --dtype bf16). Softmax and accumulation stay f32 either way.
+  void set_attention_bf16(bool on) { attention_bf16_ = on; }
 
   // Runs `batch` sequences of `seq` new tokens each (tokens: batch*seq ids, row-major) after the
   // cache's current length, appending their keys and values to the cache. Returns logits f32
@@ -123,6 +126,7 @@ class Model {
 
   ModelConfig config_;
   DType compute_ = DType::f32;
+  bool attention_bf16_ = false;
 };
 
 }  // namespace fq

@@ -38,7 +38,7 @@ void Model::attention(const DecoderLayer& layer, int64_t index, const Tensor& in
     const int64_t q_width = c.num_heads * c.head_dim;
     ops::attention(q.data<float>() + b * seq * q_width, key_rows, value_rows, mixed.data<float>() + b * seq * q_width,
                    seq, start, c.num_heads, c.num_kv_heads, c.head_dim,
-                   compute_ == DType::bf16 ? ops::AttentionPrecision::bf16 : ops::AttentionPrecision::f32);
+                   attention_bf16_ ? ops::AttentionPrecision::bf16 : ops::AttentionPrecision::f32);
   }
   layer.o->forward(mixed, output);
 }
