@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 
 #include "fq/tensor.h"
@@ -38,5 +39,10 @@ class FloatLinear : public Linear {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// ys[i] = linears[i](x) for Linears that read the same input (q/k/v, gate/up). Quantized ones whose input
+// quantization is identical (the quantizer makes it so for such groups) flatten and quantize x once.
+// Each ys[i] is allocated f32 [rows, out_i].
+void forward_same_input(std::span<const Linear* const> linears, const Tensor& x, std::span<Tensor> ys);
 
 }  // namespace fq

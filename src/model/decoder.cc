@@ -19,9 +19,10 @@ void Model::attention(const DecoderLayer& layer, int64_t index, const Tensor& in
                       KVCache& cache, Tensor& output) const {
   const ModelConfig& c = config_;
   const int64_t start = cache.length(), kv_width = c.num_kv_heads * c.head_dim;
-  Tensor q = run_linear(*layer.q, input);
-  Tensor k = run_linear(*layer.k, input);
-  Tensor v = run_linear(*layer.v, input);
+  const Linear* projections[] = {layer.q.get(), layer.k.get(), layer.v.get()};
+  Tensor qkv[3];
+  forward_same_input(projections, input, qkv);
+  Tensor &q = qkv[0], &k = qkv[1], &v = qkv[2];
   if (c.use_rope) {
     ops::rope(q, seq, c.num_heads, c.head_dim, start, c.rope_theta);
     ops::rope(k, seq, c.num_kv_heads, c.head_dim, start, c.rope_theta);
@@ -44,12 +45,15 @@ void Model::attention(const DecoderLayer& layer, int64_t index, const Tensor& in
 }
 
 void Model::mlp(const DecoderLayer& layer, const Tensor& input, Tensor& output) const {
-  Tensor hidden = run_linear(*layer.up, input);
+  Tensor hidden;
   if (layer.gate) {
-    Tensor gate = run_linear(*layer.gate, input);
-    ops::gated_activate(gate, hidden, config_.activation);
-    hidden = gate;
+    const Linear* projections[] = {layer.gate.get(), layer.up.get()};
+    Tensor gate_up[2];
+    forward_same_input(projections, input, gate_up);
+    ops::gated_activate(gate_up[0], gate_up[1], config_.activation);
+    hidden = gate_up[0];
   } else {
+    hidden = run_linear(*layer.up, input);
     ops::activate(hidden, config_.activation);
   }
   layer.down->forward(hidden, output);

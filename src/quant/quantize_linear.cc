@@ -6,7 +6,8 @@
 namespace fq {
 
 std::unique_ptr<QuantizedLinear> quantize_linear(const Tensor& weight, const Tensor& bias, const SlotStatistics& stats,
-                                                 const LinearQuantConfig& config) {
+                                                 const LinearQuantConfig& config,
+                                                 std::span<const double> threshold_energy) {
   check(weight.dtype() == DType::f32 && weight.rank() == 2 && weight.dim(1) >= 1,
         "quantize_linear {}: expected an f32 [out, in] weight, got {} {}",
         stats.name, dtype_name(weight.dtype()), shape_str(weight.shape()));
@@ -16,7 +17,11 @@ std::unique_ptr<QuantizedLinear> quantize_linear(const Tensor& weight, const Ten
 
   FlattenPlan plan;
   if (config.flatten) {
-    plan = choose_threshold(stats.channel_max, weight_column_energy(weight), activation_max, config.flattening).plan;
+    check(threshold_energy.empty() || static_cast<int64_t>(threshold_energy.size()) == weight.dim(1),
+          "quantize_linear {}: {} threshold energies for {} inputs", stats.name, threshold_energy.size(), weight.dim(1));
+    const std::vector<double> own = threshold_energy.empty() ? weight_column_energy(weight) : std::vector<double>{};
+    plan = choose_threshold(stats.channel_max, threshold_energy.empty() ? std::span<const double>(own) : threshold_energy,
+                            activation_max, config.flattening).plan;
   } else {
     const float largest = *std::max_element(stats.channel_max.begin(), stats.channel_max.end());
     plan = plan_flatten(stats.channel_max, largest > 0 ? largest : 1.f, config.flattening.align);

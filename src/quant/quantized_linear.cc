@@ -177,12 +177,18 @@ Tensor QuantizedLinear::accumulate(const Tensor& codes) const {
 
 void QuantizedLinear::forward(const Tensor& x, Tensor& y) const {
   check_io(x, y);
-  const int64_t rows = x.dim(0);
-  int8_t* codes = scratch(codes_scratch, rows * plan_.flat_features());
+  int8_t* codes = scratch(codes_scratch, x.dim(0) * plan_.flat_features());
   {
     profile::Scope scope("flatten+quantize");
     quantize_into(x, codes, steps_scratch);
   }
+  forward_codes(codes, x.dim(0), steps_scratch, y);
+}
+
+void QuantizedLinear::forward_codes(const int8_t* codes, int64_t rows, std::span<const float> steps, Tensor& y) const {
+  check(y.dtype() == DType::f32 && y.rank() == 2 && y.dim(0) == rows && y.dim(1) == out_features_ && y.is_contiguous(),
+        "quantized linear: output is {} {}, expected contiguous f32 [{}, {}]", dtype_name(y.dtype()),
+        shape_str(y.shape()), rows, out_features_);
   if (matmul_ && matmul_->has_epilogue()) {
     profile::Scope scope("int gemm (rescale fused)");
     matmul_->run(codes, rows, y.data<float>());
@@ -194,8 +200,37 @@ void QuantizedLinear::forward(const Tensor& x, Tensor& y) const {
     accumulate_into(codes, rows, sums);
   }
   profile::Scope scope("int rescale");
-  cpu::rescale_rows(sums, rows, out_features_, steps_scratch, weight_scales_,
-                    bias_.defined() ? bias_.data<float>() : nullptr, y.data<float>());
+  cpu::rescale_rows(sums, rows, out_features_, steps, weight_scales_, bias_.defined() ? bias_.data<float>() : nullptr,
+                    y.data<float>());
+}
+
+bool QuantizedLinear::shares_input_quantization(const QuantizedLinear& other) const {
+  const ActivationQuant &a = activation_, &b = other.activation_;
+  return plan_.in_features == other.plan_.in_features && plan_.align == other.plan_.align &&
+         plan_.copies == other.plan_.copies && a.bits == b.bits && a.dynamic == b.dynamic &&
+         a.per_token == b.per_token && a.stagger == b.stagger && (a.dynamic || a.step == b.step);
+}
+
+void forward_same_input(std::span<const Linear* const> linears, const Tensor& x, std::span<Tensor> ys) {
+  check(linears.size() == ys.size(), "forward_same_input: {} Linears for {} outputs", linears.size(), ys.size());
+  for (size_t i = 0; i < linears.size(); ++i) ys[i] = Tensor::empty(DType::f32, {x.dim(0), linears[i]->out_features()});
+  const auto* first = dynamic_cast<const QuantizedLinear*>(linears.empty() ? nullptr : linears[0]);
+  const bool shared = first && std::all_of(linears.begin(), linears.end(), [&](const Linear* linear) {
+    const auto* quantized = dynamic_cast<const QuantizedLinear*>(linear);
+    return quantized && first->shares_input_quantization(*quantized);
+  });
+  if (!shared) {
+    for (size_t i = 0; i < linears.size(); ++i) linears[i]->forward(x, ys[i]);
+    return;
+  }
+  first->check_io(x, ys[0]);
+  int8_t* codes = scratch(codes_scratch, x.dim(0) * first->plan().flat_features());
+  {
+    profile::Scope scope("flatten+quantize");
+    first->quantize_into(x, codes, steps_scratch);
+  }
+  for (size_t i = 0; i < linears.size(); ++i)
+    static_cast<const QuantizedLinear*>(linears[i])->forward_codes(codes, x.dim(0), steps_scratch, ys[i]);
 }
 
 void QuantizedLinear::forward_simulated(const Tensor& x, Tensor& y) const {

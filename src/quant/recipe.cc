@@ -101,7 +101,7 @@ nlohmann::json apply_recipe(Model& model, Calibration& calibration, const Recipe
                                                         -> std::optional<LinearQuantConfig> {
     if (slot == "lm_head" && !options.quantize_head) return std::nullopt;
     return low_precision.count(slot) ? narrow : wide;
-  });
+  }, options.shared_input);
 
   // FLOP shares: a layer's multiply-adds per token are N·K' (its flattened width).
   double flops_total = 0, flops_int4 = 0, work_total = 0, work_int4 = 0, k_total = 0, k_flat = 0, k_channels = 0;

@@ -115,6 +115,7 @@ void quantize(QuantizeOptions options) {
                            {"activation_scale", options.recipe.dynamic_activations ? "dynamic" : "static"},
                            {"weight_scale", options.recipe.per_channel_weights ? "channel" : "tensor"},
                            {"quantize_head", options.recipe.quantize_head},
+                           {"shared_input", options.recipe.shared_input},
                            {"embedding", dtype_name(storage.embedding)},
                            {"float_linears", dtype_name(storage.linears)},
                            {"calibration", {{"file", options.calibration_file}, {"windows", count}, {"seq", seq}}},
@@ -173,6 +174,9 @@ void add_quantize_command(CLI::App& app) {
       ->capture_default_str();
   command->add_flag("--gptq", options->recipe.gptq, "GPTQ for the weights (calibration also collects X^T X)");
   command->add_flag("--quantize-head", options->recipe.quantize_head, "Quantize lm_head too (default: keep it float)");
+  command->add_flag("!--separate-thresholds", options->recipe.shared_input,
+                    "Choose every Linear's flattening threshold alone; by default q/k/v and gate/up share one "
+                    "(chosen for their summed weights), so their common input is flattened and quantized once");
   command->add_option("--embedding-bits", options->embedding_bits,
                       "Token embedding storage: 8 (int8 rows, one scale each), 16 (bf16) or 32 (f32); default 8, "
                       "32 for the fp recipe")

@@ -25,9 +25,13 @@ struct QuantizedSlot {
 // For every slot for which `config_for(name)` gives a config, replaces its FloatLinear by
 // quantize_linear() of its weights and the slot's calibration statistics. Slots without a config stay
 // as they are. Throws (before changing anything) when a chosen slot is not a FloatLinear or has no statistics.
+// With shared_input, slots that read one input (q/k/v, gate/up) and have the same activation settings
+// get one threshold, chosen for their summed weight column energies, so the runtime quantizes that
+// input once for all of them.
 std::vector<QuantizedSlot> quantize_model(
     Model& model, const Calibration& calibration,
-    const std::function<std::optional<LinearQuantConfig>(const std::string& name)>& config_for);
+    const std::function<std::optional<LinearQuantConfig>(const std::string& name)>& config_for,
+    bool shared_input = true);
 
 // The f32 weight [out, in] and bias (may be undefined) of a FloatLinear; throws naming `slot` otherwise.
 struct FloatWeights {

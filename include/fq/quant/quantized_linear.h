@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,14 @@ class QuantizedLinear : public Linear {
   Tensor quantize_input_rows(const Tensor& x, std::vector<float>& steps) const;
   Tensor accumulate(const Tensor& codes) const;
 
+  // Whether `other` flattens and quantizes its input exactly as this one does (same plan and activation
+  // quantization), so one set of codes serves both.
+  bool shares_input_quantization(const QuantizedLinear& other) const;
+  // forward() from codes already made by quantize_into() of a Linear that shares this one's input quantization.
+  void forward_codes(const int8_t* codes, int64_t rows, std::span<const float> steps, Tensor& y) const;
+  // Codes of x into `codes` ([rows, K']) and the step of each row (one value when per tensor).
+  void quantize_into(const Tensor& x, int8_t* codes, std::vector<float>& steps) const;
+
   const FlattenPlan& plan() const { return plan_; }
   // i8 or packed i4 [N, K'] (8-bit codes are held in the GEMM's blocked layout: this reorders them back).
   Tensor weight_codes() const;
@@ -67,11 +76,10 @@ class QuantizedLinear : public Linear {
   const Tensor& bias() const { return bias_; }
 
  private:
+  friend void forward_same_input(std::span<const Linear* const>, const Tensor&, std::span<Tensor>);
   void check_io(const Tensor& x, const Tensor& y) const;
   void check_input(const Tensor& x) const;
   double weight_scale(int64_t row) const { return weight_scales_.size() == 1 ? weight_scales_[0] : weight_scales_[row]; }
-  // Codes of x into `codes` ([rows, K']) and the step of each row (one value when per tensor).
-  void quantize_into(const Tensor& x, int8_t* codes, std::vector<float>& steps) const;
   void accumulate_into(const int8_t* codes, int64_t rows, int32_t* acc) const;
 
   FlattenPlan plan_;
@@ -105,7 +113,10 @@ struct LinearQuantConfig {
 // the threshold from the channel maxima and the weight column energies, weights quantized (clipping
 // weighted by the calibrated mean of x_j²; GPTQ when configured) and then flattened, the static step
 // T / qmax.
+// threshold_energy: the weight column energies the threshold is chosen for; empty: this weight's own.
+// Linears that read one input pass the sum over all of them, and so get the same plan.
 std::unique_ptr<QuantizedLinear> quantize_linear(const Tensor& weight, const Tensor& bias, const SlotStatistics& stats,
-                                                 const LinearQuantConfig& config);
+                                                 const LinearQuantConfig& config,
+                                                 std::span<const double> threshold_energy = {});
 
 }  // namespace fq

@@ -24,6 +24,7 @@ struct RecipeOptions {
   bool dynamic_activations = false;
   bool per_channel_weights = false;  // default per tensor, as the paper
   bool quantize_head = false;        // lm_head stays float unless asked
+  bool shared_input = true;          // q/k/v and gate/up share one threshold, so their input is quantized once
 };
 
 // Every recipe name with a one-line description, for --help and errors.

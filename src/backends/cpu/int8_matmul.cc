@@ -62,14 +62,14 @@ const Int8Matmul::Primitives& Int8Matmul::primitives(int64_t rows) const {
   const dnnl::matmul::primitive_desc plain(
       dnnl::matmul::desc(codes_desc(rows, in_), weights,
                          {{rows, out_}, memory::data_type::s32, memory::format_tag::ab}),
-      engine());
+      user_scratchpad(), engine());
   entry.plain = dnnl::matmul(plain);
   entry.plain_name = plain.impl_info_str();
   if (has_epilogue()) {
     const dnnl::matmul::primitive_desc fused(
         dnnl::matmul::desc(codes_desc(rows, in_), weights,
                            {{rows, out_}, memory::data_type::f32, memory::format_tag::ab}),
-        epilogue_attr(output_scales_, bias_.defined(), out_), engine());
+        user_scratchpad(epilogue_attr(output_scales_, bias_.defined(), out_)), engine());
     entry.fused = dnnl::matmul(fused);
     entry.fused_name = fused.impl_info_str();
   }
@@ -85,15 +85,13 @@ void Int8Matmul::run(const int8_t* codes, int64_t rows, float* y) const {
   if (bias_.defined())
     args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
                  memory({{1, out_}, memory::data_type::f32, memory::format_tag::ab}, engine(), bias_.raw()));
-  primitives(rows).fused.execute(stream(), args);
-  stream().wait();
+  execute(primitives(rows).fused, std::move(args));
 }
 
 void Int8Matmul::accumulate(const int8_t* codes, int64_t rows, int32_t* acc) const {
   memory src(codes_desc(rows, in_), engine(), const_cast<int8_t*>(codes));
   memory dst({{rows, out_}, memory::data_type::s32, memory::format_tag::ab}, engine(), acc);
-  primitives(rows).plain.execute(stream(), {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, blocked_}, {DNNL_ARG_DST, dst}});
-  stream().wait();
+  execute(primitives(rows).plain, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, blocked_}, {DNNL_ARG_DST, dst}});
 }
 
 Tensor Int8Matmul::weights() const {
@@ -122,16 +120,15 @@ void int8_matmul_plain(const int8_t* codes, int64_t rows, int64_t k, const int8_
     auto it = cache.find(key);
     if (it == cache.end()) {
       const dnnl::matmul::primitive_desc desc(dnnl::matmul::desc(codes_desc(rows, k), weights_desc, dst_desc),
-                                              engine());
+                                              user_scratchpad(), engine());
       log_int8_isa_once(desc.impl_info_str());
       it = cache.emplace(key, dnnl::matmul(desc)).first;
     }
     primitive = &it->second;
   }
-  primitive->execute(stream(), {{DNNL_ARG_SRC, memory(codes_desc(rows, k), engine(), const_cast<int8_t*>(codes))},
-                                {DNNL_ARG_WEIGHTS, memory(weights_desc, engine(), const_cast<int8_t*>(weights))},
-                                {DNNL_ARG_DST, memory(dst_desc, engine(), acc)}});
-  stream().wait();
+  execute(*primitive, {{DNNL_ARG_SRC, memory(codes_desc(rows, k), engine(), const_cast<int8_t*>(codes))},
+                       {DNNL_ARG_WEIGHTS, memory(weights_desc, engine(), const_cast<int8_t*>(weights))},
+                       {DNNL_ARG_DST, memory(dst_desc, engine(), acc)}});
 }
 
 void rescale_rows(const int32_t* acc, int64_t rows, int64_t n, std::span<const float> steps,

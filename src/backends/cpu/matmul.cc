@@ -33,7 +33,7 @@ dnnl::matmul::primitive_desc linear_desc(int64_t rows, int64_t k, int64_t n, mem
   dnnl::matmul::desc desc =
       bias ? dnnl::matmul::desc(src, weights, memory::desc({1, n}, memory::data_type::f32, memory::format_tag::ab), dst)
            : dnnl::matmul::desc(src, weights, dst);
-  return dnnl::matmul::primitive_desc(desc, engine());
+  return dnnl::matmul::primitive_desc(desc, user_scratchpad(), engine());
 }
 }  // namespace
 
@@ -87,8 +87,7 @@ void LinearMatmul::run(const Tensor& x, Tensor& y) const {
   std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, blocked_}, {DNNL_ARG_DST, dst}};
   if (bias_.defined())
     args.emplace(DNNL_ARG_BIAS, memory({{1, n}, memory::data_type::f32, memory::format_tag::ab}, engine(), bias_.raw()));
-  primitive(rows).execute(stream(), args);
-  stream().wait();
+  execute(primitive(rows), std::move(args));
 }
 
 void batched_matmul(const StridedOperand& a, const StridedOperand& b, const StridedOperand& c) {
@@ -96,11 +95,11 @@ void batched_matmul(const StridedOperand& a, const StridedOperand& b, const Stri
   memory::desc b_desc(b.dims, memory::data_type::f32, b.strides);
   memory::desc c_desc(c.dims, memory::data_type::f32, c.strides);
   // oneDNN's primitive cache makes re-creating the same shape cheap.
-  dnnl::matmul product(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_desc, b_desc, c_desc), engine()));
-  product.execute(stream(), {{DNNL_ARG_SRC, memory(a_desc, engine(), a.data)},
-                             {DNNL_ARG_WEIGHTS, memory(b_desc, engine(), b.data)},
-                             {DNNL_ARG_DST, memory(c_desc, engine(), c.data)}});
-  stream().wait();
+  dnnl::matmul product(
+      dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_desc, b_desc, c_desc), user_scratchpad(), engine()));
+  execute(product, {{DNNL_ARG_SRC, memory(a_desc, engine(), a.data)},
+                    {DNNL_ARG_WEIGHTS, memory(b_desc, engine(), b.data)},
+                    {DNNL_ARG_DST, memory(c_desc, engine(), c.data)}});
 }
 
 }  // namespace fq::cpu
