@@ -17,14 +17,16 @@ constexpr int64_t layout_rows = 512;  // the row count the weight layout is chos
 
 memory::desc codes_desc(int64_t rows, int64_t k) { return {{rows, k}, memory::data_type::s8, memory::format_tag::ab}; }
 
-dnnl::primitive_attr epilogue_attr(const std::vector<float>& scales, bool bias, int64_t n) {
+// The scales go in as a [1, N] binary multiply rather than constant output scales: constants would make
+// every layer's primitive unique, each with its own JIT kernels (hundreds of MB at prefill sizes), while
+// this way layers of one shape share them through oneDNN's primitive cache.
+dnnl::primitive_attr epilogue_attr(bool bias, int64_t n) {
+  const memory::desc row({1, n}, memory::data_type::f32, memory::format_tag::ab);
+  dnnl::post_ops ops;
+  ops.append_binary(dnnl::algorithm::binary_mul, row);
+  if (bias) ops.append_binary(dnnl::algorithm::binary_add, row);
   dnnl::primitive_attr attr;
-  attr.set_output_scales(scales.size() == 1 ? 0 : 1 << 1, scales);
-  if (bias) {
-    dnnl::post_ops ops;
-    ops.append_binary(dnnl::algorithm::binary_add, {{1, n}, memory::data_type::f32, memory::format_tag::ab});
-    attr.set_post_ops(ops);
-  }
+  attr.set_post_ops(ops);
   return attr;
 }
 
@@ -39,6 +41,9 @@ Int8Matmul::Int8Matmul(const Tensor& weights, std::vector<float> output_scales, 
   in_ = weights.dim(1);
   check(output_scales_.empty() || output_scales_.size() == 1 || static_cast<int64_t>(output_scales_.size()) == out_,
         "int8 matmul: {} output scales for {} outputs", output_scales_.size(), out_);
+  if (!output_scales_.empty())
+    scale_row_.assign(static_cast<size_t>(out_), output_scales_.size() == 1 ? output_scales_[0] : 0.f);
+  if (output_scales_.size() > 1) scale_row_ = output_scales_;
   if (bias.defined()) {
     check(bias.numel() == out_, "int8 matmul: bias has {} values, expected {}", bias.numel(), out_);
     bias_ = bias.to(DType::f32).contiguous();
@@ -69,7 +74,7 @@ const Int8Matmul::Primitives& Int8Matmul::primitives(int64_t rows) const {
     const dnnl::matmul::primitive_desc fused(
         dnnl::matmul::desc(codes_desc(rows, in_), weights,
                            {{rows, out_}, memory::data_type::f32, memory::format_tag::ab}),
-        user_scratchpad(epilogue_attr(output_scales_, bias_.defined(), out_)), engine());
+        user_scratchpad(epilogue_attr(bias_.defined(), out_)), engine());
     entry.fused = dnnl::matmul(fused);
     entry.fused_name = fused.impl_info_str();
   }
@@ -81,10 +86,14 @@ void Int8Matmul::run(const int8_t* codes, int64_t rows, float* y) const {
   check(has_epilogue(), "int8 matmul: run() needs output scales");
   memory src(codes_desc(rows, in_), engine(), const_cast<int8_t*>(codes));
   memory dst({{rows, out_}, memory::data_type::f32, memory::format_tag::ab}, engine(), y);
-  std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, blocked_}, {DNNL_ARG_DST, dst}};
+  const memory::desc row({1, out_}, memory::data_type::f32, memory::format_tag::ab);
+  std::unordered_map<int, memory> args = {
+      {DNNL_ARG_SRC, src},
+      {DNNL_ARG_WEIGHTS, blocked_},
+      {DNNL_ARG_DST, dst},
+      {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, memory(row, engine(), const_cast<float*>(scale_row_.data()))}};
   if (bias_.defined())
-    args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
-                 memory({{1, out_}, memory::data_type::f32, memory::format_tag::ab}, engine(), bias_.raw()));
+    args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, memory(row, engine(), bias_.raw()));
   execute(primitives(rows).fused, std::move(args));
 }
 

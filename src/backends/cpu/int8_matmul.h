@@ -45,6 +45,7 @@ class Int8Matmul {
 
   int64_t in_, out_;
   std::vector<float> output_scales_;
+  std::vector<float> scale_row_;  // the scales as one value per output (the epilogue's operand)
   Tensor bias_;
   dnnl::memory blocked_;
   mutable std::mutex mutex_;
