@@ -356,7 +356,7 @@ def targets(benches: dict, small_batch: dict) -> list:
     for key in ("mixed", "w4a8"):
         if "bf16" in benches and key in benches:
             title = next(v.title for v in VARIANTS if v.key == key)
-            peak = {k: benches[k]["runs"][0]["peak_rss_bytes"] for k in ("bf16", key)}
+            peak = {k: max(run["peak_rss_bytes"] for run in benches[k]["runs"]) for k in ("bf16", key)}
             loaded = {k: benches[k]["runs"][0]["rss_after_load_bytes"] for k in ("bf16", key)}
             ratio = peak["bf16"] / peak[key]
             lines.append(f"- Peak memory of the {title} model at most 1/{MEMORY_REDUCTION_TARGET:g} of BF16's: "
