@@ -2,6 +2,8 @@
 
 #include <immintrin.h>
 
+#include <cmath>
+
 #include "fq/error.h"
 
 namespace fq {
@@ -62,7 +64,23 @@ float f16_to_f32(uint16_t value) {
 }
 
 uint16_t f32_to_f16(float value) {
+#ifdef __F16C__
   return static_cast<uint16_t>(_cvtss_sh(value, _MM_FROUND_TO_NEAREST_INT));
+#else
+  // Round to nearest even, as the instruction does.
+  uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  const uint32_t sign = (bits >> 16) & 0x8000u, magnitude = bits & 0x7fffffffu;
+  if (magnitude >= 0x7f800000u) return static_cast<uint16_t>(sign | (magnitude > 0x7f800000u ? 0x7e00u : 0x7c00u));
+  if (magnitude >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to >= 65520: inf
+  if (magnitude < 0x38800000u) {  // below 2^-14: a subnormal half, in units of 2^-24 (exact scaling)
+    float small;
+    std::memcpy(&small, &magnitude, 4);
+    return static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(small * 16777216.0f)));
+  }
+  const uint32_t rounded = magnitude - 0x38000000u + 0x0fffu + ((magnitude >> 13) & 1u);
+  return static_cast<uint16_t>(sign | (rounded >> 13));
+#endif
 }
 
 void convert_f16_to_f32(const uint16_t* in, float* out, int64_t count) {
