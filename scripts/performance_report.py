@@ -41,13 +41,14 @@ class Variant:
     title: str
     recipe: str  # the fq quantize recipe; empty: the source checkpoint
     dtype: str  # compute type of the Linear layers that stay float
+    flags: tuple = ()  # more fq quantize flags
 
 
 VARIANTS = [
     Variant("fp32", "FP32", "", "f32"),
     Variant("bf16", "BF16", "", "bf16"),
     Variant("w8a8", "W8A8 FlattenQuant", "flatten-w8a8-stagger", "bf16"),
-    Variant("w4a8", "W4A8 FlattenQuant", "flatten-w4a8", "bf16"),
+    Variant("w4a8", "W4A8 FlattenQuant (W8A8 head)", "flatten-w4a8", "bf16", ("--quantize-head",)),
     Variant("mixed", "W4/W8 mixed FlattenQuant", "flatten-mixed", "bf16"),
 ]
 PROFILED = "w8a8"
@@ -82,11 +83,11 @@ def model_flags(path, variant: Variant, options) -> list:
 
 def quantize(runner: Runner, variant: Variant, options, work: Path):
     """The variant's .fq file and whether it was (re)built by this run."""
-    fq_file = work / f"{variant.recipe}.fq"
+    fq_file = work / f"{variant.key}.fq"
     step = runner.run(f"quantize {variant.recipe}", ["quantize", "-m", options.model, "--calib", CALIBRATION_FILE,
                                                      "--samples", options.calib_samples, "--seq", options.calib_seq,
-                                                     "--recipe", variant.recipe, "-o", fq_file] + options.extra,
-                      work / f"{variant.recipe}.quantize.log", (fq_file,))
+                                                     "--recipe", variant.recipe, "-o", fq_file, *variant.flags]
+                      + options.extra, work / f"{variant.key}.quantize.log", (fq_file,))
     return fq_file, not step.reused
 
 
@@ -192,7 +193,7 @@ def machine(benches: dict, options) -> list:
 
 
 def method(options) -> list:
-    recipes = ", ".join(f"`{v.recipe}` ({v.title})" for v in VARIANTS if v.recipe)
+    recipes = ", ".join(f"`{' '.join((v.recipe,) + v.flags)}` ({v.title})" for v in VARIANTS if v.recipe)
     quantize_flags = shlex.join(["fq", "quantize", "--calib", CALIBRATION_FILE, "--samples", str(options.calib_samples),
                                  "--seq", str(options.calib_seq), "--recipe", "R"] + options.extra)
     return [
@@ -447,7 +448,9 @@ def parse_options(argv: list):
 def main(argv: list) -> int:
     options = parse_options(argv)
     os.chdir(REPO)  # every path in the commands and the report is relative to the repository root
-    os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # idle OpenMP workers must not spin on 2 shared cores
+    # OMP_WAIT_POLICY is left as the caller has it (unset: OpenMP's default, what users get). Decode makes ~200
+    # small GEMM calls per token, so how fast idle workers wake changes its speed severalfold; the report says
+    # which policy ran.
     fq, bench_dir = options.fq.resolve(), options.bench_dir.resolve()
     out, workdir = options.out.resolve(), options.workdir.resolve()
     gemm_bench, small_batch_bench = bench_dir / "gemm_bench", bench_dir / "small_batch_gemm_bench"
