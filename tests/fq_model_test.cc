@@ -391,6 +391,18 @@ class CorruptFq : public ::testing::Test {
     return path;
   }
 
+  using Edit = std::function<void(nlohmann::json&, std::map<std::string, Tensor>&)>;
+  // Each edit of the good file fails to load with one line naming the file and the edit's expected text.
+  void expect_one_line_errors(const std::vector<std::pair<std::string, Edit>>& edits) {
+  for (size_t i = 0; i < edits.size(); ++i) {
+    const std::string path = rewritten("edit" + std::to_string(i) + ".fq", edits[i].second);
+    const std::string message = load_error(path);
+    EXPECT_NE(message.find(edits[i].first), std::string::npos) << "edit " << i << ": " << message;
+    EXPECT_NE(message.find(path), std::string::npos) << "edit " << i << ": " << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << "edit " << i << ": " << message;
+  }
+  }
+
   // The prefix of one quantized layer with `bits`-bit weights.
   std::string layer_with_bits(int bits) const {
     const nlohmann::json layers = io::read_fq(path_).header.at("quantization");
@@ -540,13 +552,7 @@ TEST_F(CorruptFq, InconsistentQuantizedLayersNameTheLayer) {
          tensors[eight + ".weight_codes"] = codes.slice(0, 0, codes.dim(0) - 1).contiguous();
        }},
   };
-  for (size_t i = 0; i < edits.size(); ++i) {
-    const std::string path = rewritten("edit" + std::to_string(i) + ".fq", edits[i].second);
-    const std::string message = load_error(path);
-    EXPECT_NE(message.find(edits[i].first), std::string::npos) << "edit " << i << ": " << message;
-    EXPECT_NE(message.find(path), std::string::npos) << "edit " << i << ": " << message;
-    EXPECT_EQ(message.find('\n'), std::string::npos) << "edit " << i << ": " << message;
-  }
+  expect_one_line_errors(edits);
 }
 
 // A file in fq quantize's default storage: int8 embedding rows, the tied head on its own in bf16.
@@ -593,13 +599,7 @@ TEST_F(CorruptCompactFq, BadEmbeddingScalesOrCodesNameTheTensor) {
          tensors["lm_head.weight"] = Tensor::zeros(DType::i8, tensors["lm_head.weight"].shape());
        }},
   };
-  for (size_t i = 0; i < edits.size(); ++i) {
-    const std::string path = rewritten("edit" + std::to_string(i) + ".fq", edits[i].second);
-    const std::string message = load_error(path);
-    EXPECT_NE(message.find(edits[i].first), std::string::npos) << "edit " << i << ": " << message;
-    EXPECT_NE(message.find(path), std::string::npos) << "edit " << i << ": " << message;
-    EXPECT_EQ(message.find('\n'), std::string::npos) << "edit " << i << ": " << message;
-  }
+  expect_one_line_errors(edits);
 }
 
 TEST_F(CorruptFq, InconsistentTokenizerOrConfigIsRefused) {
