@@ -32,18 +32,17 @@ dnnl::primitive_attr epilogue_attr(bool bias, int64_t n) {
 
 }  // namespace
 
-Int8Matmul::Int8Matmul(const Tensor& weights, std::vector<float> output_scales, const Tensor& bias)
-    : output_scales_(std::move(output_scales)) {
+Int8Matmul::Int8Matmul(const Tensor& weights, std::vector<float> output_scales, const Tensor& bias) {
   check(weights.dtype() == DType::i8 && weights.rank() == 2 && weights.is_contiguous(),
         "int8 matmul: weights must be contiguous i8 [N, K], got {} {}", dtype_name(weights.dtype()),
         shape_str(weights.shape()));
   out_ = weights.dim(0);
   in_ = weights.dim(1);
-  check(output_scales_.empty() || output_scales_.size() == 1 || static_cast<int64_t>(output_scales_.size()) == out_,
-        "int8 matmul: {} output scales for {} outputs", output_scales_.size(), out_);
-  if (!output_scales_.empty())
-    scale_row_.assign(static_cast<size_t>(out_), output_scales_.size() == 1 ? output_scales_[0] : 0.f);
-  if (output_scales_.size() > 1) scale_row_ = output_scales_;
+  check(output_scales.empty() || output_scales.size() == 1 || static_cast<int64_t>(output_scales.size()) == out_,
+        "int8 matmul: {} output scales for {} outputs", output_scales.size(), out_);
+  // One per output either way: the epilogue multiplies by a [1, N] row.
+  if (output_scales.size() == 1) output_scales.assign(static_cast<size_t>(out_), output_scales[0]);
+  output_scales_ = std::move(output_scales);
   if (bias.defined()) {
     check(bias.numel() == out_, "int8 matmul: bias has {} values, expected {}", bias.numel(), out_);
     bias_ = bias.to(DType::f32).contiguous();
@@ -91,7 +90,7 @@ void Int8Matmul::run(const int8_t* codes, int64_t rows, float* y) const {
       {DNNL_ARG_SRC, src},
       {DNNL_ARG_WEIGHTS, blocked_},
       {DNNL_ARG_DST, dst},
-      {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, memory(row, engine(), const_cast<float*>(scale_row_.data()))}};
+      {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, memory(row, engine(), const_cast<float*>(output_scales_.data()))}};
   if (bias_.defined())
     args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, memory(row, engine(), bias_.raw()));
   execute(primitives(rows).fused, std::move(args));

@@ -44,8 +44,7 @@ class Int8Matmul {
   const Primitives& primitives(int64_t rows) const;
 
   int64_t in_, out_;
-  std::vector<float> output_scales_;
-  std::vector<float> scale_row_;  // the scales as one value per output (the epilogue's operand)
+  std::vector<float> output_scales_;  // one per output (the epilogue's [1, N] operand), or empty
   Tensor bias_;
   dnnl::memory blocked_;
   mutable std::mutex mutex_;
