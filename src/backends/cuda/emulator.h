@@ -1,0 +1,250 @@
+// A CPU emulator of the CUDA execution model, for the kernels of src/backends/cuda (written in the
+// subset that portable.h describes). Every CUDA thread of a block runs as its own std::thread, so
+// __syncthreads, warp shuffles and the mma.sync fragment exchange behave as on the GPU, including the
+// bugs they hide there (a missing barrier races, a wrong lane index reads the wrong value). Blocks run
+// one after another, which is why static __shared__ arrays can be plain statics. Dynamic shared memory
+// is poisoned (0xff bytes: NaN as f32/f16, -1 as integers) before every block.
+//
+// Slow (thousands of threads per launch) and meant for tests on small shapes; the emulated backend
+// (runtime_emulated.cc) uses it to run whole models on the CPU through the GPU code path.
+#pragma once
+
+#include <atomic>
+#include <barrier>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "fq/dtype.h"
+#include "fq/error.h"
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__ static
+#define __launch_bounds__(...)
+#define __align__(n) alignas(n)
+
+struct dim3 {
+  unsigned x = 1, y = 1, z = 1;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+// CUDA's vector types (alignment as in vector_types.h).
+struct alignas(16) int4 { int x, y, z, w; };
+struct alignas(16) uint4 { unsigned x, y, z, w; };
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(8) float2 { float x, y; };
+struct alignas(8) uint2 { unsigned x, y; };
+struct alignas(8) int2 { int x, y; };
+struct alignas(4) char4 { signed char x, y, z, w; };
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+inline float2 make_float2(float x, float y) { return {x, y}; }
+inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
+inline char4 make_char4(signed char x, signed char y, signed char z, signed char w) { return {x, y, z, w}; }
+
+struct __half {
+  uint16_t bits;
+};
+inline float __half2float(__half h) { return fq::f16_to_f32(h.bits); }
+inline __half __float2half_rn(float f) { return {fq::f32_to_f16(f)}; }
+inline __half __float2half(float f) { return __float2half_rn(f); }
+
+using cudaStream_t = struct EmulatedStream*;
+
+namespace fq::cuda_emu::emulator {
+
+// What the threads of the running block share.
+struct Block {
+  dim3 grid, block, index;
+  unsigned threads = 0;
+  std::unique_ptr<std::barrier<>> barrier;
+  std::vector<std::unique_ptr<std::barrier<>>> warp_barriers;
+  std::vector<uint32_t> exchange;  // kExchangeWords per thread, for shuffles and mma fragments
+  std::vector<unsigned char> shared;
+};
+inline constexpr int kExchangeWords = 16;
+
+struct ThreadState {
+  Block* block = nullptr;
+  dim3 thread;
+  unsigned linear = 0;  // x + y·bx + z·bx·by, the order that makes warps
+};
+inline thread_local ThreadState current;
+
+inline unsigned lane() { return current.linear % 32; }
+inline unsigned warp() { return current.linear / 32; }
+inline void* dynamic_shared() { return current.block->shared.data(); }
+inline void sync_block() { current.block->barrier->arrive_and_wait(); }
+inline void sync_warp() { current.block->warp_barriers[warp()]->arrive_and_wait(); }
+
+// Publishes `count` words of this lane and returns a pointer to the warp's 32 × kExchangeWords words;
+// call release_exchange() once the words are read.
+inline const uint32_t* publish(const uint32_t* words, int count) {
+  Block& b = *current.block;
+  std::memcpy(&b.exchange[current.linear * kExchangeWords], words, count * sizeof(uint32_t));
+  sync_warp();
+  return &b.exchange[warp() * 32 * kExchangeWords];
+}
+inline void release_exchange() { sync_warp(); }
+
+template <typename T>
+T shuffle_from(T value, unsigned source_lane) {
+  static_assert(sizeof(T) <= kExchangeWords * 4 && std::is_trivially_copyable_v<T>);
+  uint32_t words[kExchangeWords] = {};
+  std::memcpy(words, &value, sizeof(T));
+  const uint32_t* all = publish(words, (sizeof(T) + 3) / 4);
+  T out;
+  std::memcpy(&out, all + (source_lane % 32) * kExchangeWords, sizeof(T));
+  release_exchange();
+  return out;
+}
+
+// Runs kernel(arguments...) over the grid: the threads of each block concurrently, blocks in order.
+class Launch {
+ public:
+  Launch(dim3 grid, dim3 block, size_t shared_bytes) : grid_(grid), block_(block), shared_bytes_(shared_bytes) {}
+
+  template <typename... Params>
+  auto run(void (*kernel)(Params...)) const {
+    return [*this, kernel](auto&&... arguments) {
+      const std::tuple<std::decay_t<Params>...> bound(std::forward<decltype(arguments)>(arguments)...);
+      launch([&] { std::apply(kernel, bound); });
+    };
+  }
+
+ private:
+  template <typename Body>
+  void launch(const Body& body) const {
+    const unsigned threads = block_.x * block_.y * block_.z;
+    check(threads >= 1 && threads <= 1024, "emulated launch: {} threads per block (expected 1..1024)", threads);
+    check(grid_.x >= 1 && grid_.y >= 1 && grid_.z >= 1, "emulated launch: an empty grid");
+    Block block;
+    block.grid = grid_;
+    block.block = block_;
+    block.threads = threads;
+    block.exchange.assign(size_t{threads} * kExchangeWords, 0);
+    for (unsigned z = 0; z < grid_.z; ++z)
+      for (unsigned y = 0; y < grid_.y; ++y)
+        for (unsigned x = 0; x < grid_.x; ++x) {
+          block.index = dim3(x, y, z);
+          block.barrier = std::make_unique<std::barrier<>>(threads);
+          block.warp_barriers.clear();
+          for (unsigned first = 0; first < threads; first += 32)
+            block.warp_barriers.push_back(std::make_unique<std::barrier<>>(std::min(32u, threads - first)));
+          block.shared.assign(shared_bytes_, 0xff);
+          std::vector<std::jthread> workers;
+          workers.reserve(threads);
+          for (unsigned t = 0; t < threads; ++t)
+            workers.emplace_back([&block, &body, t] {
+              current.block = &block;
+              current.linear = t;
+              current.thread = dim3(t % block.block.x, t / block.block.x % block.block.y,
+                                    t / (block.block.x * block.block.y));
+              body();
+              // A thread that has returned no longer holds up the barriers of those still running.
+              block.warp_barriers[t / 32]->arrive_and_drop();
+              block.barrier->arrive_and_drop();
+            });
+        }
+  }
+
+  dim3 grid_, block_;
+  size_t shared_bytes_;
+};
+
+}  // namespace fq::cuda_emu::emulator
+
+#define threadIdx (::fq::cuda_emu::emulator::current.thread)
+#define blockIdx (::fq::cuda_emu::emulator::current.block->index)
+#define blockDim (::fq::cuda_emu::emulator::current.block->block)
+#define gridDim (::fq::cuda_emu::emulator::current.block->grid)
+
+inline void __syncthreads() { fq::cuda_emu::emulator::sync_block(); }
+inline void __syncwarp(unsigned = 0xffffffffu) { fq::cuda_emu::emulator::sync_warp(); }
+
+template <typename T>
+T __shfl_sync(unsigned, T value, int source, int width = 32) {
+  const unsigned lane = fq::cuda_emu::emulator::lane();
+  return fq::cuda_emu::emulator::shuffle_from(value, (lane & ~unsigned(width - 1)) + unsigned(source) % unsigned(width));
+}
+template <typename T>
+T __shfl_xor_sync(unsigned, T value, int mask, int width = 32) {
+  const unsigned lane = fq::cuda_emu::emulator::lane();
+  const unsigned source = lane ^ unsigned(mask);
+  // As on the GPU, a source outside the lane's segment of `width` returns the lane's own value.
+  const bool inside = source / unsigned(width) == lane / unsigned(width);
+  return fq::cuda_emu::emulator::shuffle_from(value, inside ? source : lane);
+}
+template <typename T>
+T __shfl_down_sync(unsigned, T value, unsigned delta, int width = 32) {
+  const unsigned lane = fq::cuda_emu::emulator::lane();
+  const unsigned source = lane + delta;
+  const bool inside = source / unsigned(width) == lane / unsigned(width);
+  return fq::cuda_emu::emulator::shuffle_from(value, inside ? source : lane);
+}
+inline unsigned __ballot_sync(unsigned, int predicate) {
+  const uint32_t mine = predicate ? 1u : 0u;
+  const uint32_t* all = fq::cuda_emu::emulator::publish(&mine, 1);
+  unsigned out = 0;
+  for (unsigned l = 0; l < 32; ++l)
+    if (all[l * fq::cuda_emu::emulator::kExchangeWords]) out |= 1u << l;
+  fq::cuda_emu::emulator::release_exchange();
+  return out;
+}
+
+template <typename T>
+T atomicAdd(T* address, T value) {
+  return std::atomic_ref<T>(*address).fetch_add(value);
+}
+template <typename T>
+T atomicMax(T* address, T value) {
+  std::atomic_ref<T> ref(*address);
+  T old = ref.load();
+  while (old < value && !ref.compare_exchange_weak(old, value)) {
+  }
+  return old;
+}
+template <typename T>
+T atomicMin(T* address, T value) {
+  std::atomic_ref<T> ref(*address);
+  T old = ref.load();
+  while (value < old && !ref.compare_exchange_weak(old, value)) {
+  }
+  return old;
+}
+template <typename T>
+T atomicCAS(T* address, T expected, T desired) {
+  std::atomic_ref<T>(*address).compare_exchange_strong(expected, desired);
+  return expected;
+}
+
+template <typename T>
+T __ldg(const T* p) {
+  return *p;
+}
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline float __expf(float x) { return std::exp(x); }
+inline float __fdividef(float a, float b) { return a / b; }
+inline float __saturatef(float x) { return std::fmin(std::fmax(x, 0.0f), 1.0f); }
+inline int __float2int_rn(float x) { return static_cast<int>(std::nearbyint(x)); }
+inline int __popc(unsigned x) { return std::popcount(x); }
+inline int __float_as_int(float x) { return std::bit_cast<int>(x); }
+inline float __int_as_float(int x) { return std::bit_cast<float>(x); }
+inline unsigned __float_as_uint(float x) { return std::bit_cast<unsigned>(x); }
+inline float __uint_as_float(unsigned x) { return std::bit_cast<float>(x); }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline int min(int a, int b) { return a < b ? a : b; }
+inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+inline long long max(long long a, long long b) { return a > b ? a : b; }
+inline long long min(long long a, long long b) { return a < b ? a : b; }
+inline float max(float a, float b) { return std::fmax(a, b); }
+inline float min(float a, float b) { return std::fmin(a, b); }

@@ -1,0 +1,39 @@
+// Tests of the CUDA backend, written once and compiled twice (tests/CMakeLists.txt): against the CPU
+// emulator, where the suites are named Emulated<Suite> and always run, and against the GPU, where they
+// are Gpu<Suite> and skip when no GPU is present. Declare a suite with FQ_CUDA_SUITE(Suite); then
+// FQ_CUDA_TEST(Suite, Name) { ... } with `namespace dev = fq::FQ_CUDA_NS;` for the backend under test.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backends/cuda/device.h"
+
+// In the backend's namespace: the two compilations of a test must not share inline definitions.
+namespace fq::FQ_CUDA_NS::testing {
+
+class CudaTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string reason;
+    if (!fq::FQ_CUDA_NS::device_available(&reason)) GTEST_SKIP() << "no CUDA device: " << reason;
+  }
+};
+
+// A fresh seed for every run (printed on failure by the caller), so that repeated runs cover new inputs.
+inline uint32_t fresh_seed() { return std::random_device{}(); }
+
+}  // namespace fq::FQ_CUDA_NS::testing
+
+#if FQ_CUDA_EMULATED
+#define FQ_CUDA_SUITE_NAME_(suite) Emulated##suite
+#else
+#define FQ_CUDA_SUITE_NAME_(suite) Gpu##suite
+#endif
+#define FQ_CUDA_SUITE_NAME(suite) FQ_CUDA_SUITE_NAME_(suite)
+#define FQ_CUDA_SUITE(suite) using FQ_CUDA_SUITE_NAME(suite) = ::fq::FQ_CUDA_NS::testing::CudaTest
+#define FQ_CUDA_TEST(suite, name) TEST_F(FQ_CUDA_SUITE_NAME(suite), name)
