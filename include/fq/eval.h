@@ -25,10 +25,22 @@ struct PerplexityResult {
   double perplexity() const;
 };
 
+// What perplexity and KL-divergence evaluate: logits f32 [batch, seq, vocab] of `batch` fresh sequences of
+// `seq` tokens each (no earlier context), from a Model on the CPU or a model on another device.
+struct LogitsSource {
+  int64_t vocab = 0;
+  std::function<Tensor(const int32_t* tokens, int64_t batch, int64_t seq)> windows;
+};
+// A CPU Model as a LogitsSource (a KV cache per batch size, emptied before every call).
+LogitsSource logits_source(const Model& model);
+
 // The usual WikiText-2 protocol: the text's tokens cut into non-overlapping windows of `context`
 // tokens; inside each window every token after the first is predicted from those before it; the
 // result is exp(mean NLL). `progress(chunks_done, chunks_total, running_perplexity)` is called
 // after each batch.
+PerplexityResult perplexity(const LogitsSource& model, const std::vector<int32_t>& tokens,
+                            const PerplexityOptions& options,
+                            const std::function<void(int64_t, int64_t, double)>& progress = {});
 PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& tokens, const PerplexityOptions& options,
                             const std::function<void(int64_t, int64_t, double)>& progress = {});
 
@@ -60,6 +72,9 @@ struct KLDivergenceResult {
 // The perplexity() windows run through `base` and `model` alike, comparing the two next-token
 // distributions at every predicted position (as llama.cpp's perplexity --kl-divergence does).
 // `progress(chunks_done, chunks_total, mean_kl)` is called after each batch.
+KLDivergenceResult kl_divergence(const LogitsSource& base, const LogitsSource& model,
+                                 const std::vector<int32_t>& tokens, const PerplexityOptions& options,
+                                 const std::function<void(int64_t, int64_t, double)>& progress = {});
 KLDivergenceResult kl_divergence(const Model& base, const Model& model, const std::vector<int32_t>& tokens,
                                  const PerplexityOptions& options,
                                  const std::function<void(int64_t, int64_t, double)>& progress = {});

@@ -43,10 +43,16 @@ NextTokenComparison compare_next_token(const float* base_logits, const float* mo
 KLDivergenceResult kl_divergence(const Model& base, const Model& model, const std::vector<int32_t>& tokens,
                                  const PerplexityOptions& options,
                                  const std::function<void(int64_t, int64_t, double)>& progress) {
-  const int64_t vocab = model.config().vocab_size, context = options.context;
-  check(base.config().vocab_size == vocab,
-        "the KL base model has a vocabulary of {} tokens and the model {}: both must share one tokenizer",
-        base.config().vocab_size, vocab);
+  return kl_divergence(logits_source(base), logits_source(model), tokens, options, progress);
+}
+
+KLDivergenceResult kl_divergence(const LogitsSource& base, const LogitsSource& model,
+                                 const std::vector<int32_t>& tokens, const PerplexityOptions& options,
+                                 const std::function<void(int64_t, int64_t, double)>& progress) {
+  const int64_t vocab = model.vocab, context = options.context;
+  check(base.vocab == vocab,
+        "the KL base model has a vocabulary of {} tokens and the model {}: both must share one tokenizer", base.vocab,
+        vocab);
   const int64_t chunks = perplexity_windows(tokens.size(), options);
 
   KLDivergenceResult result;
@@ -54,18 +60,11 @@ KLDivergenceResult kl_divergence(const Model& base, const Model& model, const st
   double kl_sum = 0;
   int64_t agreeing = 0;
   const auto start = std::chrono::steady_clock::now();
-  KVCache base_cache = base.new_cache(options.batch, context), model_cache = model.new_cache(options.batch, context);
   for (int64_t first = 0; first < chunks; first += options.batch) {
     const int64_t batch = std::min(options.batch, chunks - first);
-    if (batch != base_cache.batch()) {
-      base_cache = base.new_cache(batch, context);
-      model_cache = model.new_cache(batch, context);
-    }
-    base_cache.clear();
-    model_cache.clear();
     const int32_t* window = tokens.data() + first * context;
-    const Tensor base_logits = base.forward(window, batch, context, base_cache);
-    const Tensor model_logits = model.forward(window, batch, context, model_cache);
+    const Tensor base_logits = base.windows(window, batch, context);
+    const Tensor model_logits = model.windows(window, batch, context);
     const int64_t rows = batch * (context - 1);
     std::vector<NextTokenComparison> compared(rows);
     parallel_for(rows, [&](int64_t begin, int64_t end) {

@@ -1,5 +1,6 @@
 #include <chrono>
 #include <cmath>
+#include <memory>
 
 #include "fq/eval.h"
 #include "fq/parallel.h"
@@ -24,20 +25,32 @@ double negative_log_likelihood(const float* logits, int64_t vocab, int32_t targe
   return std::log(sum) + peak - logits[target];
 }
 
+LogitsSource logits_source(const Model& model) {
+  auto cache = std::make_shared<KVCache>(model.new_cache(1, 1));
+  return {model.config().vocab_size, [&model, cache](const int32_t* tokens, int64_t batch, int64_t seq) {
+            if (cache->batch() != batch || cache->capacity() < seq) *cache = model.new_cache(batch, seq);
+            cache->clear();
+            return model.forward(tokens, batch, seq, *cache);
+          }};
+}
+
 PerplexityResult perplexity(const Model& model, const std::vector<int32_t>& tokens, const PerplexityOptions& options,
                             const std::function<void(int64_t, int64_t, double)>& progress) {
-  const int64_t context = options.context, vocab = model.config().vocab_size;
+  return perplexity(logits_source(model), tokens, options, progress);
+}
+
+PerplexityResult perplexity(const LogitsSource& model, const std::vector<int32_t>& tokens,
+                            const PerplexityOptions& options,
+                            const std::function<void(int64_t, int64_t, double)>& progress) {
+  const int64_t context = options.context, vocab = model.vocab;
   const int64_t chunks = perplexity_windows(tokens.size(), options);
 
   PerplexityResult result;
   const auto start = std::chrono::steady_clock::now();
-  KVCache cache = model.new_cache(options.batch, context);
   for (int64_t first = 0; first < chunks; first += options.batch) {
     const int64_t batch = std::min(options.batch, chunks - first);
-    if (batch != cache.batch()) cache = model.new_cache(batch, context);
-    cache.clear();
     const int32_t* window = tokens.data() + first * context;
-    Tensor logits = model.forward(window, batch, context, cache);
+    Tensor logits = model.windows(window, batch, context);
     const int64_t rows = batch * (context - 1);
     std::vector<double> nll(rows);
     parallel_for(rows, [&](int64_t begin, int64_t end) {

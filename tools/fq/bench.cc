@@ -16,6 +16,7 @@
 
 #include "backends/cpu/dnnl_context.h"
 #include "common.h"
+#include "device_bench.h"
 #include "fq/parallel.h"
 #include "fq/profile.h"
 
@@ -34,6 +35,10 @@ struct BenchOptions {
   int repeats = 3;
   bool profile = false;
   std::string json_path;
+  std::string device = "cpu";
+  bool random_weights = false;
+  std::string arch;
+  std::string formats = "fp16,w8a8,mixed";
 };
 
 // One line of the table: a compute type at one batch x prompt.
@@ -269,7 +274,7 @@ void add_bench_command(CLI::App& app) {
   auto options = std::make_shared<BenchOptions>();
   auto* command = app.add_subcommand(
       "bench", "Measure prefill and decode tokens/s on random tokens, memory, and where the prefill time goes");
-  options->model.add_to(*command);
+  options->model.add_to(*command, false);
   command->add_option("--dtypes", options->dtypes,
                       "Comma-separated compute types to compare (for an .fq model: of the Linear layers that stay "
                       "float); --dtype picks one")
@@ -287,13 +292,44 @@ void add_bench_command(CLI::App& app) {
   command->add_flag("--profile", options->profile,
                     "Time the sections of each prefill (GEMMs, attention, norms, quantization) and print the shares");
   command->add_option("--json", options->json_path, "Also write every result to this JSON file");
+  command->add_option("--device", options->device,
+                      "cpu, cuda (an NVIDIA GPU: prefill ms, decode ms/token, peak GPU memory) or cuda-emulated "
+                      "(the GPU code path on the CPU emulator: for checking, very slow)")
+      ->check(CLI::IsMember({"cpu", "cuda", "cuda-emulated"}))
+      ->capture_default_str();
+  CLI::Option* random = command->add_flag(
+      "--random-weights", options->random_weights,
+      "With --device cuda: no checkpoint; random weights of --arch's shapes, generated on the GPU");
+  command->add_option("--arch", options->arch, "Shapes for --random-weights: opt-6.7b, opt-13b or llama-2-7b")
+      ->check(CLI::IsMember({"opt-6.7b", "opt-13b", "llama-2-7b"}));
+  command->add_option("--formats", options->formats,
+                      "Formats for --random-weights, comma-separated: fp16, w8a8, w4a8, mixed (MLP input "
+                      "projections W4, the rest W8A8), fp8 (e4m3, sm_89+)")
+      ->capture_default_str();
   CLI::Option* dtype = command->get_option("--dtype");
   CLI::Option* dtypes = command->get_option("--dtypes");
+  CLI::Option* model = command->get_option("--model");
   dtype->excludes(dtypes);
-  command->callback([options, dtype] {
+  random->excludes(model);
+  command->callback([options, dtype, model, random] {
     BenchOptions chosen = *options;
     if (dtype->count() > 0) chosen.dtypes = chosen.model.dtype;
-    bench(chosen);
+    check(model->count() > 0 || random->count() > 0, "fq bench: give a model (-m) or --random-weights --arch NAME");
+    check(random->count() == 0 || (chosen.device != "cpu" && !chosen.arch.empty()),
+          "--random-weights needs --device cuda (or cuda-emulated) and --arch");
+    if (chosen.device == "cpu") return bench(chosen);
+    DeviceBenchRequest request;
+    request.device = parse_device(chosen.device);
+    request.model = chosen.model;
+    request.arch = chosen.arch;
+    request.formats = split_commas(chosen.formats);
+    request.batches = parse_sizes(chosen.batches, "--batch", kMaxBatch);
+    request.prompts = parse_sizes(chosen.prompts, "--prompt", kMaxPrompt);
+    request.decode = chosen.decode;
+    request.repeats = chosen.repeats;
+    request.json_path = chosen.json_path;
+    for (const std::string& format : request.formats) parse_random_format(format);
+    device_bench(request);
   });
 }
 

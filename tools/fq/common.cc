@@ -6,9 +6,9 @@
 
 namespace fq::cli {
 
-void ModelOptions::add_to(CLI::App& command) {
+void ModelOptions::add_to(CLI::App& command, bool model_required) {
   command.add_option("-m,--model", path, "Model: a Hugging Face directory, a .gguf file or a llama2.c .bin")
-      ->required();
+      ->required(model_required);
   command.add_option("--tokenizer", tokenizer, "llama2.c tokenizer.bin (default: tokenizer.bin beside the model)");
   command.add_option("--dtype", dtype, "Compute type of the float Linear layers and of attention's products: f32 (reference) or bf16 (AMX/AVX512-BF16)")
       ->check(CLI::IsMember({"f32", "bf16"}))

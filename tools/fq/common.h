@@ -18,8 +18,8 @@ struct ModelOptions {
   std::string dtype = "f32";
   int threads = 0;
 
-  // Adds -m/--model, --tokenizer, --dtype and --threads to `command`.
-  void add_to(CLI::App& command);
+  // Adds -m/--model (required unless `model_required` is false), --tokenizer, --dtype and --threads to `command`.
+  void add_to(CLI::App& command, bool model_required = true);
 };
 
 struct LoadedModel {

@@ -8,6 +8,7 @@
 
 #include "common.h"
 #include "fq/eval.h"
+#include "fq/gpu.h"
 #include "fq/progress.h"
 
 namespace fq::cli {
@@ -19,7 +20,20 @@ struct PplOptions {
   PerplexityOptions eval;
   std::string kl_base;
   std::string kl_base_dtype = "f32";
+  std::string device = "cpu";
 };
+
+// A model on the chosen device as what perplexity() reads: the CPU Model itself, or its copy on the GPU
+// (kept alive by the returned source).
+LogitsSource on_device(const Model& model, const std::string& device) {
+  if (device == "cpu") return logits_source(model);
+  std::shared_ptr<GpuModel> copy = upload_model(model, parse_device(device));
+  fmt::print(stderr, "running on {}\n", copy->device_name());
+  return {model.config().vocab_size, [copy](const int32_t* tokens, int64_t batch, int64_t seq) {
+            copy->reset(batch, seq);
+            return copy->forward(tokens, batch, seq);
+          }};
+}
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -47,7 +61,7 @@ void run_kl_divergence(const PplOptions& options, const LoadedModel& loaded, con
                        const std::vector<int32_t>& tokens, int64_t windows) {
   ProgressBar bar("kl", windows, "windows");
   const KLDivergenceResult result =
-      kl_divergence(base.model, loaded.model, tokens, options.eval,
+      kl_divergence(on_device(base.model, options.device), on_device(loaded.model, options.device), tokens, options.eval,
                     [&](int64_t done, int64_t, double mean) { bar.update(done, fmt::format("KL {:.6f}", mean)); });
   bar.finish();
   fmt::print("perplexity {:.4f} ({} compute) vs base {:.4f} ({}, {} compute) over {} predicted tokens "
@@ -71,13 +85,14 @@ void run_ppl(const PplOptions& options) {
              static_cast<int64_t>(tokens.size()) / options.eval.context, options.eval.context);
   if (base) return run_kl_divergence(options, loaded, *base, tokens, windows);
   ProgressBar bar("ppl", windows, "windows");
-  PerplexityResult result = perplexity(loaded.model, tokens, options.eval, [&](int64_t done, int64_t, double ppl) {
-    bar.update(done, fmt::format("ppl {:.4f}", ppl));
-  });
+  PerplexityResult result = perplexity(on_device(loaded.model, options.device), tokens, options.eval,
+                                       [&](int64_t done, int64_t, double ppl) {
+                                         bar.update(done, fmt::format("ppl {:.4f}", ppl));
+                                       });
   bar.finish();
   fmt::print("perplexity {:.4f} over {} predicted tokens ({} windows of {}), {:.1f} tokens/s, {} compute\n",
              result.perplexity(), result.predicted, result.chunks, options.eval.context,
-             result.tokens_processed / result.seconds, options.model.dtype);
+             result.tokens_processed / result.seconds, options.device == "cpu" ? options.model.dtype : options.device);
 }
 }  // namespace
 
@@ -102,6 +117,11 @@ void add_ppl_command(CLI::App& app) {
                       "model's next-token distributions from its, and how often both rank the same token first");
   command->add_option("--kl-base-dtype", options->kl_base_dtype, "Compute type of the --kl-base model")
       ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
+  command->add_option("--device", options->device,
+                      "cpu; cuda (the model copied to an NVIDIA GPU: FP16 and FlattenQuant kernels); or cuda-emulated "
+                      "(the GPU code path on the CPU emulator, for checking: very slow)")
+      ->check(CLI::IsMember({"cpu", "cuda", "cuda-emulated"}))
       ->capture_default_str();
   command->callback([options] { run_ppl(*options); });
 }

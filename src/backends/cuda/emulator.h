@@ -1,22 +1,22 @@
 // A CPU emulator of the CUDA execution model, for the kernels of src/backends/cuda (written in the
-// subset that portable.h describes). Every CUDA thread of a block runs as its own std::thread, so
-// __syncthreads, warp shuffles and the mma.sync fragment exchange behave as on the GPU, including the
-// bugs they hide there (a missing barrier races, a wrong lane index reads the wrong value). Blocks run
-// one after another, which is why static __shared__ arrays can be plain statics. Dynamic shared memory
-// is poisoned (0xff bytes: NaN as f32/f16, -1 as integers) before every block.
+// subset that portable.h describes). Every CUDA thread of a block runs as its own fiber with its own stack
+// and registers, so __syncthreads, warp shuffles and the mma.sync fragment exchange behave as on the GPU:
+// a thread reads what another wrote only after a barrier, a wrong lane index reads the wrong lane's value,
+// and threads waiting at barriers the others never reach are reported as a deadlock. (What it cannot show:
+// races between threads that skip a needed barrier, since fibers switch only at barriers.) Blocks run one
+// after another, which is why static __shared__ arrays can be plain statics. Dynamic shared memory is
+// poisoned (0xff bytes: NaN as f32/f16, -1 as integers) before every block.
 //
-// Slow (thousands of threads per launch) and meant for tests on small shapes; the emulated backend
-// (runtime_emulated.cc) uses it to run whole models on the CPU through the GPU code path.
+// Meant for tests; the emulated backend (runtime_emulated.cc) uses it to run whole small models on the CPU
+// through the GPU code path.
 #pragma once
 
 #include <atomic>
-#include <barrier>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
-#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -61,29 +61,84 @@ using cudaStream_t = struct EmulatedStream*;
 
 namespace fq::cuda_emu::emulator {
 
+inline constexpr int kExchangeWords = 16;
+inline constexpr size_t kStackBytes = 128 * 1024;
+
+// A barrier among the threads of a block or of a warp. Threads that have returned stop counting.
+struct Barrier {
+  unsigned live = 0, arrived = 0, generation = 0;
+};
+
 // What the threads of the running block share.
 struct Block {
   dim3 grid, block, index;
   unsigned threads = 0;
-  std::unique_ptr<std::barrier<>> barrier;
-  std::vector<std::unique_ptr<std::barrier<>>> warp_barriers;
+  Barrier barrier;
+  std::vector<Barrier> warp_barriers;
   std::vector<uint32_t> exchange;  // kExchangeWords per thread, for shuffles and mma fragments
   std::vector<unsigned char> shared;
 };
-inline constexpr int kExchangeWords = 16;
 
 struct ThreadState {
   Block* block = nullptr;
   dim3 thread;
   unsigned linear = 0;  // x + y·bx + z·bx·by, the order that makes warps
 };
+
+// The CUDA threads of a block are fibers on the calling thread, switched only at barriers: cheap enough for
+// whole small models, and deterministic. The switch saves callee-saved registers and the stack pointer
+// (emulator_switch_emulated.cc, x86-64), without ucontext's signal-mask system calls.
+extern "C" void fq_emulator_switch(void** save_stack, void* load_stack);
+extern "C" void fq_emulator_fiber_start();
+
+struct Fiber {
+  void* stack_pointer = nullptr;
+  ThreadState state;
+  bool done = false;
+  const Barrier* waiting_on = nullptr;  // resumed only once this barrier's generation moves on
+  unsigned waiting_generation = 0;
+};
+struct Scheduler {
+  void* main_stack_pointer = nullptr;
+  std::vector<Fiber> fibers;
+  std::vector<std::unique_ptr<char[]>> stacks;  // kept for the next block and launch
+  unsigned running = 0;
+  uint64_t arrivals = 0;  // barrier arrivals and thread exits so far: progress, for deadlock detection
+  const void* body = nullptr;
+  void (*invoke)(const void*) = nullptr;
+};
+inline thread_local Scheduler scheduler;
 inline thread_local ThreadState current;
 
 inline unsigned lane() { return current.linear % 32; }
 inline unsigned warp() { return current.linear / 32; }
 inline void* dynamic_shared() { return current.block->shared.data(); }
-inline void sync_block() { current.block->barrier->arrive_and_wait(); }
-inline void sync_warp() { current.block->warp_barriers[warp()]->arrive_and_wait(); }
+
+inline void wait(Barrier& barrier) {
+  ++scheduler.arrivals;
+  const unsigned generation = barrier.generation;
+  if (++barrier.arrived == barrier.live) {
+    barrier.arrived = 0;
+    ++barrier.generation;
+    return;
+  }
+  Fiber& fiber = scheduler.fibers[scheduler.running];
+  fiber.waiting_on = &barrier;
+  fiber.waiting_generation = generation;
+  fq_emulator_switch(&fiber.stack_pointer, scheduler.main_stack_pointer);
+}
+
+// A returning thread leaves its barriers; one that all the others were waiting for releases them.
+inline void leave(Barrier& barrier) {
+  --barrier.live;
+  if (barrier.live > 0 && barrier.arrived == barrier.live) {
+    barrier.arrived = 0;
+    ++barrier.generation;
+  }
+}
+
+inline void sync_block() { wait(current.block->barrier); }
+inline void sync_warp() { wait(current.block->warp_barriers[warp()]); }
 
 // Publishes `count` words of this lane and returns a pointer to the warp's 32 × kExchangeWords words;
 // call release_exchange() once the words are read.
@@ -107,7 +162,54 @@ T shuffle_from(T value, unsigned source_lane) {
   return out;
 }
 
-// Runs kernel(arguments...) over the grid: the threads of each block concurrently, blocks in order.
+// Where every fiber starts (called by fq_emulator_fiber_start, emulator_switch_emulated.cc): runs the kernel
+// body, leaves the barriers, and switches back to the scheduler for good.
+extern "C" [[noreturn]] void fq_emulator_fiber_main();
+
+// A fresh stack that fq_emulator_switch "returns" into fq_emulator_fiber_start: six zeroed callee-saved
+// registers and the saved MXCSR/x87 control words of the caller below the start address.
+inline void* fresh_stack(char* base, size_t bytes) {
+  auto top = reinterpret_cast<uintptr_t>(base + bytes) & ~uintptr_t{15};
+  auto* slots = reinterpret_cast<uint64_t*>(top) - 10;
+  std::memset(slots, 0, 10 * sizeof(uint64_t));
+  uint32_t control[2];
+  asm volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(control[0]), "=m"(control[1]));
+  std::memcpy(&slots[0], control, sizeof(control));
+  slots[7] = reinterpret_cast<uint64_t>(&fq_emulator_fiber_start);  // after r15..rbp: the return address
+  return slots;
+}
+
+// Runs one block: every thread from its start, switching at barriers, until all have returned.
+inline void run_block(Block& block) {
+  Scheduler& s = scheduler;
+  s.fibers.resize(block.threads);
+  while (s.stacks.size() < block.threads) s.stacks.push_back(std::make_unique<char[]>(kStackBytes));
+  for (unsigned t = 0; t < block.threads; ++t) {
+    Fiber& fiber = s.fibers[t];
+    fiber.done = false;
+    fiber.waiting_on = nullptr;
+    fiber.state = {&block, dim3(t % block.block.x, t / block.block.x % block.block.y, t / (block.block.x * block.block.y)),
+                   t};
+    fiber.stack_pointer = fresh_stack(s.stacks[t].get(), kStackBytes);
+  }
+  for (unsigned remaining = block.threads; remaining > 0;) {
+    const uint64_t arrivals_before = s.arrivals;
+    for (unsigned t = 0; t < block.threads; ++t) {
+      Fiber& fiber = s.fibers[t];
+      if (fiber.done || (fiber.waiting_on && fiber.waiting_on->generation == fiber.waiting_generation)) continue;
+      fiber.waiting_on = nullptr;
+      s.running = t;
+      current = fiber.state;
+      fq_emulator_switch(&s.main_stack_pointer, fiber.stack_pointer);
+      if (fiber.done) --remaining;
+    }
+    check(remaining == 0 || s.arrivals != arrivals_before,
+          "emulated kernel deadlock in block ({}, {}, {}): threads wait at barriers the others never reach",
+          block.index.x, block.index.y, block.index.z);
+  }
+}
+
+// Runs kernel(arguments...) over the grid, block after block.
 class Launch {
  public:
   Launch(dim3 grid, dim3 block, size_t shared_bytes) : grid_(grid), block_(block), shared_bytes_(shared_bytes) {}
@@ -116,16 +218,20 @@ class Launch {
   auto run(void (*kernel)(Params...)) const {
     return [*this, kernel](auto&&... arguments) {
       const std::tuple<std::decay_t<Params>...> bound(std::forward<decltype(arguments)>(arguments)...);
-      launch([&] { std::apply(kernel, bound); });
+      const auto body = [&] { std::apply(kernel, bound); };
+      launch(&body, [](const void* f) { (*static_cast<decltype(&body)>(f))(); });
     };
   }
 
  private:
-  template <typename Body>
-  void launch(const Body& body) const {
+  void launch(const void* body, void (*invoke)(const void*)) const {
     const unsigned threads = block_.x * block_.y * block_.z;
     check(threads >= 1 && threads <= 1024, "emulated launch: {} threads per block (expected 1..1024)", threads);
     check(grid_.x >= 1 && grid_.y >= 1 && grid_.z >= 1, "emulated launch: an empty grid");
+    check(shared_bytes_ <= 227 * 1024, "emulated launch: {} bytes of dynamic shared memory (at most 227 KiB)",
+          shared_bytes_);
+    scheduler.body = body;
+    scheduler.invoke = invoke;
     Block block;
     block.grid = grid_;
     block.block = block_;
@@ -135,25 +241,13 @@ class Launch {
       for (unsigned y = 0; y < grid_.y; ++y)
         for (unsigned x = 0; x < grid_.x; ++x) {
           block.index = dim3(x, y, z);
-          block.barrier = std::make_unique<std::barrier<>>(threads);
+          block.barrier = {threads, 0, 0};
           block.warp_barriers.clear();
-          for (unsigned first = 0; first < threads; first += 32)
-            block.warp_barriers.push_back(std::make_unique<std::barrier<>>(std::min(32u, threads - first)));
+          for (unsigned first = 0; first < threads; first += 32) block.warp_barriers.push_back({std::min(32u, threads - first), 0, 0});
           block.shared.assign(shared_bytes_, 0xff);
-          std::vector<std::jthread> workers;
-          workers.reserve(threads);
-          for (unsigned t = 0; t < threads; ++t)
-            workers.emplace_back([&block, &body, t] {
-              current.block = &block;
-              current.linear = t;
-              current.thread = dim3(t % block.block.x, t / block.block.x % block.block.y,
-                                    t / (block.block.x * block.block.y));
-              body();
-              // A thread that has returned no longer holds up the barriers of those still running.
-              block.warp_barriers[t / 32]->arrive_and_drop();
-              block.barrier->arrive_and_drop();
-            });
+          run_block(block);
         }
+    current = {};
   }
 
   dim3 grid_, block_;
@@ -233,9 +327,20 @@ T __ldg(const T* p) {
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline float __expf(float x) { return std::exp(x); }
 inline float __fdividef(float a, float b) { return a / b; }
+// IEEE round-to-nearest float operations (never contracted or approximated on the GPU, even under fast math).
+inline float __frcp_rn(float x) { return 1.0f / x; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __saturatef(float x) { return std::fmin(std::fmax(x, 0.0f), 1.0f); }
 inline int __float2int_rn(float x) { return static_cast<int>(std::nearbyint(x)); }
 inline int __popc(unsigned x) { return std::popcount(x); }
+// Byte i of the result is byte (s >> 4i) & 7 of the eight bytes of y:x (x the low four), as PRMT.
+inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
+  const uint64_t bytes = uint64_t{y} << 32 | x;
+  unsigned out = 0;
+  for (unsigned i = 0; i < 4; ++i) out |= unsigned(bytes >> (8 * ((s >> (4 * i)) & 7)) & 0xffu) << (8 * i);
+  return out;
+}
 inline int __float_as_int(float x) { return std::bit_cast<int>(x); }
 inline float __int_as_float(int x) { return std::bit_cast<float>(x); }
 inline unsigned __float_as_uint(float x) { return std::bit_cast<unsigned>(x); }

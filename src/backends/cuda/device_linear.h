@@ -1,0 +1,115 @@
+// Linear layers on the device: the FP16 one (cuBLASLt) and the FlattenQuant one (flatten + quantize
+// kernel, integer GEMM, rescale epilogue). Inputs and outputs are f16 [rows, features].
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "backends/cuda/device.h"
+#include "backends/cuda/flatten_quantize.h"
+#include "fq/linear.h"
+#include "fq/quant/quantized_linear.h"
+
+namespace fq::FQ_CUDA_NS {
+
+// Scratch that every Linear of a model reuses, grown on demand.
+struct LinearWorkspace {
+  DeviceBuffer codes, accumulators, maxima, steps;
+  static void reserve(DeviceBuffer& buffer, size_t bytes) {
+    if (buffer.bytes() < bytes) buffer = DeviceBuffer(bytes);
+  }
+};
+
+class DeviceLinear {
+ public:
+  virtual ~DeviceLinear() = default;
+  virtual int64_t in_features() const = 0;
+  virtual int64_t out_features() const = 0;
+  virtual size_t weight_bytes() const = 0;
+  // y f16 [rows, out] = x f16 [rows, in] · Wᵀ + b.
+  virtual void forward(const __half* x, int64_t rows, __half* y, LinearWorkspace& workspace) const = 0;
+};
+
+class HalfLinear final : public DeviceLinear {
+ public:
+  // weight f16 [out, in] and bias f16 [out] (empty: none; cuBLASLt's bias epilogue reads the output type),
+  // on the device already.
+  HalfLinear(std::shared_ptr<const DeviceBuffer> weight, DeviceBuffer bias, int64_t out, int64_t in);
+  int64_t in_features() const override { return in_; }
+  int64_t out_features() const override { return out_; }
+  size_t weight_bytes() const override { return weight_->bytes() + bias_.bytes(); }
+  void forward(const __half* x, int64_t rows, __half* y, LinearWorkspace& workspace) const override;
+
+ private:
+  std::shared_ptr<const DeviceBuffer> weight_;
+  DeviceBuffer bias_;
+  int64_t out_, in_;
+};
+
+// FP8 e4m3 with per-tensor scales (Hopper's and Ada's 8-bit floating-point tensor cores): the input is
+// quantized to e4m3 at a static scale, the product runs in cuBLASLt with both scales and the bias fused.
+// Outlier channels need no flattening here: e4m3 keeps a relative precision over its whole range.
+class Fp8Linear final : public DeviceLinear {
+ public:
+  // weights: e4m3 bytes [out, in] on the device; value = byte · weight_scale; inputs x are quantized as x / input_scale.
+  Fp8Linear(DeviceBuffer weights, float weight_scale, float input_scale, DeviceBuffer bias, int64_t out, int64_t in);
+  int64_t in_features() const override { return in_; }
+  int64_t out_features() const override { return out_; }
+  size_t weight_bytes() const override { return weights_.bytes() + bias_.bytes(); }
+  void forward(const __half* x, int64_t rows, __half* y, LinearWorkspace& workspace) const override;
+
+ private:
+  DeviceBuffer weights_, scales_, bias_;  // scales_: {input_scale, weight_scale}
+  int64_t out_, in_;
+};
+
+// What the device needs of a quantized Linear; made from a QuantizedLinear, or at random for benchmarks.
+struct QuantizedWeights {
+  FlattenPlan plan;               // flat width a multiple of 64 (the integer GEMMs' k step)
+  ActivationQuant activation;
+  int weight_bits = 8;            // 8: i8 [out, K'], 4: packed int4 [out, K']
+  int64_t out_features = 0;
+  DeviceBuffer weights;
+  std::vector<float> weight_scales;  // 1 or out_features
+  std::vector<float> bias;           // empty or out_features
+};
+
+class QuantizedDeviceLinear final : public DeviceLinear {
+ public:
+  explicit QuantizedDeviceLinear(QuantizedWeights weights);
+  int64_t in_features() const override { return in_; }
+  int64_t out_features() const override { return out_; }
+  size_t weight_bytes() const override;
+  void forward(const __half* x, int64_t rows, __half* y, LinearWorkspace& workspace) const override;
+
+  // The two halves of forward(), so Linears reading one input (q/k/v, gate/up) with the same input
+  // quantization flatten and quantize it once: codes into workspace.codes, steps into workspace.steps.
+  void quantize(const __half* x, int64_t rows, LinearWorkspace& workspace) const;
+  void multiply(int64_t rows, __half* y, LinearWorkspace& workspace) const;
+  bool per_row_steps() const { return activation_.per_token; }
+
+ private:
+  DevicePlanStorage plan_;
+  int64_t in_, flat_, out_;
+  ActivationQuant activation_;
+  int qmax_;
+  int weight_bits_;
+  DeviceBuffer weights_, static_step_, weight_scales_, bias_;
+  bool per_column_scales_;
+};
+
+// f16 copy of f32 values.
+DeviceBuffer upload_halves(const std::vector<float>& values);
+
+// The device copy of a host Linear: FloatLinear -> HalfLinear, QuantizedLinear -> QuantizedDeviceLinear.
+std::unique_ptr<DeviceLinear> upload_linear(const Linear& linear);
+// The quantized weights of a QuantizedLinear, with its flat width padded to a multiple of 64.
+QuantizedWeights quantized_weights(const QuantizedLinear& linear);
+
+// ys[i] = linears[i](x), quantizing x once for the quantized ones that share_input says read the same codes.
+void forward_same_input(std::span<const DeviceLinear* const> linears, bool share_input, const __half* x, int64_t rows,
+                        std::span<__half* const> ys, LinearWorkspace& workspace);
+
+}  // namespace fq::FQ_CUDA_NS

@@ -1,0 +1,223 @@
+#include "backends/cuda/flatten_quantize.h"
+
+#include <cfloat>
+#include <cmath>
+#include <vector>
+
+#include "backends/cuda/kernel_helpers.h"
+#include "fq/error.h"
+
+namespace fq::FQ_CUDA_NS {
+
+namespace {
+
+// n · (qmax + 1) stays within int32 for every n up to this, so the kernels round and split codes in int32.
+constexpr int32_t kMaxCopies = (1 << 24) - 1;
+
+constexpr unsigned kThreads = 256;
+constexpr unsigned kRowThreads = 512;  // the most threads of flattened_max's one block per row
+constexpr int kCodePack = 8;           // codes per thread: one 8-byte store, the plan read as 16-byte packs
+constexpr int kOutputPack = 8;         // rescale's outputs per thread: one 16-byte f16 store
+
+// A grid over column packs (x) and rows (y, each block looping over rows gridDim.y apart), so that a thread loads
+// its columns' parameters once for all its rows. y is cut to what fills the device.
+dim3 columns_by_rows_grid(int64_t column_packs, int64_t rows, unsigned threads) {
+  const int64_t column_blocks = ceil_div(column_packs, threads);
+  const int64_t row_groups =
+      std::clamp<int64_t>(resident_blocks(threads) / column_blocks, 1, std::min<int64_t>(rows, 65535));
+  check(column_blocks <= 0x7fffffff, "cuda: {} column packs are too many for a grid", column_packs);
+  return dim3(static_cast<unsigned>(column_blocks), static_cast<unsigned>(row_groups));
+}
+
+// include/fq/quant/flatten.h's nearest_even_saturate with an int32 limit: NaN gives 0, the rest rounds to nearest
+// even within ±limit.
+__device__ __forceinline__ int32_t round_saturate(float value, int32_t limit) {
+  if (std::isnan(value)) return 0;
+  const float bound = static_cast<float>(limit);  // may round up; the integer clamp settles it
+  const int32_t rounded = __float2int_rn(fminf(fmaxf(value, -bound), bound));
+  return min(max(rounded, -limit), limit);
+}
+
+// floor(a / n) for n > 0 (integer division truncates toward zero).
+__device__ __forceinline__ int32_t floor_divide(int32_t a, int32_t n) {
+  const int32_t quotient = a / n;
+  return quotient * n > a ? quotient - 1 : quotient;
+}
+
+// Copy `copy` of flatten_quantize_value(x, step, copies, qmax, stagger), bit for bit: the same float operations
+// (inverse_step = 1.f / step), each rounded once.
+__device__ __forceinline__ int8_t quantize_copy(float x, float inverse_step, int32_t copies, int32_t copy, int qmax,
+                                                bool stagger) {
+  const float scaled = __fmul_rn(x, inverse_step);
+  if (stagger) return static_cast<int8_t>(floor_divide(round_saturate(scaled, copies * qmax) + copy, copies));
+  return static_cast<int8_t>(round_saturate(__fdiv_rn(scaled, static_cast<float>(copies)), qmax));
+}
+
+// Each thread writes N adjacent codes of a row, for rows blockIdx.y, + gridDim.y, ...; flat_features is a multiple
+// of N. The gathers of x go through the plan (a flattened channel's copies read the same value, from cache).
+template <int N>
+__global__ void __launch_bounds__(kThreads)
+    flatten_quantize_kernel(const __half* x, int64_t rows, DeviceFlattenPlan plan, int qmax, bool stagger,
+                            const float* steps, bool step_per_row, int8_t* codes) {
+  const int64_t column = (int64_t{blockIdx.x} * blockDim.x + threadIdx.x) * N;
+  if (column >= plan.flat_features) return;
+  const Pack<int32_t, N> source = load_pack<N>(plan.source + column);
+  const Pack<int32_t, N> copy = load_pack<N>(plan.copy_index + column);
+  const Pack<int32_t, N> copies = load_pack<N>(plan.copies + column);
+  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
+    const __half* values = x + row * plan.in_features;
+    const float inverse_step = __frcp_rn(steps[step_per_row ? row : 0]);
+    Pack<int8_t, N> out;
+#pragma unroll
+    for (int k = 0; k < N; ++k)
+      out.v[k] = source.v[k] < 0 ? int8_t{0}
+                                 : quantize_copy(__half2float(__ldg(values + source.v[k])), inverse_step,
+                                                 copies.v[k], copy.v[k], qmax, stagger);
+    store_pack(codes + row * plan.flat_features + column, out);
+  }
+}
+
+// One block per row: the row's largest |x_j| / n_j into row_max (if given) and, through atomicMax on the bits
+// (which order non-negative floats as integers), into *tensor_max (if given, zeroed before).
+__global__ void __launch_bounds__(kRowThreads)
+    flattened_max_kernel(const __half* x, DeviceFlattenPlan plan, float* row_max, float* tensor_max) {
+  const int64_t row = blockIdx.x;
+  const __half* values = x + row * plan.in_features;
+  float largest = 0.f;
+  // Every copy of a channel gives the same quotient, so walking the flattened columns covers each channel.
+  for (int64_t column = threadIdx.x; column < plan.flat_features; column += blockDim.x) {
+    const int32_t channel = __ldg(plan.source + column);
+    if (channel < 0) continue;
+    const float magnitude =
+        __fdiv_rn(fabsf(__half2float(__ldg(values + channel))), static_cast<float>(__ldg(plan.copies + column)));
+    if (magnitude < INFINITY) largest = fmaxf(largest, magnitude);  // leaves out inf and NaN
+  }
+  largest = block_reduce(largest, MaxOp{}, 0.f);
+  if (threadIdx.x != 0) return;
+  if (row_max) row_max[row] = largest;
+  if (tensor_max) atomicMax(reinterpret_cast<int*>(tensor_max), __float_as_int(largest));
+}
+
+__global__ void __launch_bounds__(kThreads) dynamic_steps_kernel(const float* maxima, int64_t count, int qmax,
+                                                                  float* steps) {
+  const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (i >= count) return;
+  const float largest = maxima[i];
+  // Division in double, rounded once to float, as quant::dynamic_step.
+  steps[i] = largest > 0.f ? fmaxf(static_cast<float>(static_cast<double>(largest) / qmax), FLT_MIN) : 1.f;
+}
+
+// Each thread rescales N adjacent columns, for rows blockIdx.y, + gridDim.y, ...; cols is a multiple of N. One
+// explicit fma, as int_gemm's fused epilogue, so that both round the same way.
+template <int N>
+__global__ void __launch_bounds__(kThreads)
+    rescale_kernel(const int32_t* acc, int64_t rows, int64_t cols, const float* steps, bool step_per_row,
+                   const float* weight_scales, bool scale_per_column, const float* bias, __half* out) {
+  const int64_t column = (int64_t{blockIdx.x} * blockDim.x + threadIdx.x) * N;
+  if (column >= cols) return;
+  Pack<float, N> scale, offset{};
+  if (scale_per_column) {
+    scale = load_pack<N>(weight_scales + column);
+  } else {
+#pragma unroll
+    for (int k = 0; k < N; ++k) scale.v[k] = weight_scales[0];
+  }
+  if (bias) offset = load_pack<N>(bias + column);
+  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
+    const float step = steps[step_per_row ? row : 0];
+    const Pack<int32_t, N> sums = load_pack<N>(acc + row * cols + column);
+    Pack<__half, N> result;
+#pragma unroll
+    for (int k = 0; k < N; ++k)
+      result.v[k] = __float2half_rn(fmaf(static_cast<float>(sums.v[k]), step * scale.v[k], offset.v[k]));
+    store_pack(out + row * cols + column, result);
+  }
+}
+
+void check_plan(const DeviceFlattenPlan& plan, const char* what) {
+  check(plan.in_features > 0 && plan.flat_features > 0 && plan.source && plan.copy_index && plan.copies,
+        "cuda {}: an empty device plan ({} -> {} features)", what, plan.in_features, plan.flat_features);
+}
+
+}  // namespace
+
+DevicePlanStorage upload_plan(const FlattenPlan& plan) {
+  const int64_t flat = plan.flat_features();
+  check(plan.in_features > 0 && static_cast<int64_t>(plan.copies.size()) == plan.in_features &&
+            static_cast<int64_t>(plan.copy_index.size()) == flat && flat > 0,
+        "cuda flatten plan: {} input features with {} copy counts, {} columns with {} copy indices", plan.in_features,
+        plan.copies.size(), flat, plan.copy_index.size());
+  std::vector<int32_t> column_copies(static_cast<size_t>(flat));
+  for (int64_t c = 0; c < flat; ++c) {
+    const int32_t channel = plan.source[c];
+    check(channel >= -1 && channel < plan.in_features, "cuda flatten plan: column {} has source {} (of {} channels)",
+          c, channel, plan.in_features);
+    column_copies[c] = channel < 0 ? 1 : plan.copies[channel];
+    check(column_copies[c] >= 1 && column_copies[c] <= kMaxCopies && plan.copy_index[c] >= 0 &&
+              plan.copy_index[c] < column_copies[c],
+          "cuda flatten plan: column {} is copy {} of {} (at most {} copies)", c, plan.copy_index[c], column_copies[c],
+          kMaxCopies);
+  }
+  const auto to_device = [](const std::vector<int32_t>& values) { return upload(std::span<const int32_t>(values)); };
+  DevicePlanStorage storage{to_device(plan.source), to_device(plan.copy_index), to_device(column_copies), {}};
+  storage.view = {storage.source.as<int32_t>(), storage.copy_index.as<int32_t>(), storage.copies.as<int32_t>(),
+                  plan.in_features, flat};
+  return storage;
+}
+
+void flattened_max(const __half* x, int64_t rows, const DeviceFlattenPlan& plan, float* row_max_or_null,
+                   float* tensor_max_or_null) {
+  check_plan(plan, "flattened_max");
+  check(row_max_or_null || tensor_max_or_null, "cuda flattened_max: neither a row nor a tensor maximum to write");
+  if (tensor_max_or_null) fill_zero(tensor_max_or_null, sizeof(float));
+  FQ_LAUNCH(row_blocks(rows), block_threads(plan.flat_features, kRowThreads), 0, nullptr, flattened_max_kernel)(
+      x, plan, row_max_or_null, tensor_max_or_null);
+  FQ_CHECK_LAUNCH();
+}
+
+void dynamic_steps(const float* maxima, int64_t count, int qmax, float* steps) {
+  check(count > 0 && count <= 0x7fffffff && qmax >= 1, "cuda dynamic_steps: {} maxima, qmax {}", count, qmax);
+  const unsigned threads = block_threads(count, kThreads);
+  FQ_LAUNCH(static_cast<unsigned>(ceil_div(count, threads)), threads, 0, nullptr, dynamic_steps_kernel)(maxima, count,
+                                                                                                         qmax, steps);
+  FQ_CHECK_LAUNCH();
+}
+
+void flatten_quantize(const __half* x, int64_t rows, const DeviceFlattenPlan& plan, int qmax, bool stagger,
+                      const float* steps, bool step_per_row, int8_t* codes) {
+  check_plan(plan, "flatten_quantize");
+  check(rows > 0 && qmax >= 1 && qmax <= 127, "cuda flatten_quantize: {} rows, qmax {} (expected 1..127)", rows, qmax);
+  const bool packed = plan.flat_features % kCodePack == 0 && pack_aligned<kCodePack>(codes) &&
+                      pack_aligned<kCodePack>(plan.source) && pack_aligned<kCodePack>(plan.copy_index) &&
+                      pack_aligned<kCodePack>(plan.copies);
+  const int64_t column_packs = packed ? plan.flat_features / kCodePack : plan.flat_features;
+  const unsigned threads = block_threads(column_packs, kThreads);
+  const dim3 grid = columns_by_rows_grid(column_packs, rows, threads);
+  if (packed)
+    FQ_LAUNCH(grid, threads, 0, nullptr, flatten_quantize_kernel<kCodePack>)(x, rows, plan, qmax, stagger, steps,
+                                                                           step_per_row, codes);
+  else
+    FQ_LAUNCH(grid, threads, 0, nullptr, flatten_quantize_kernel<1>)(x, rows, plan, qmax, stagger, steps,
+                                                                   step_per_row, codes);
+  FQ_CHECK_LAUNCH();
+}
+
+void rescale(const int32_t* acc, int64_t rows, int64_t cols, const float* steps, bool step_per_row,
+             const float* weight_scales, bool scale_per_column, const float* bias, __half* out) {
+  check(rows > 0 && cols > 0, "cuda rescale: {} rows of {} columns", rows, cols);
+  const bool packed = cols % kOutputPack == 0 && pack_aligned<kOutputPack>(acc) && pack_aligned<kOutputPack>(out) &&
+                      (!scale_per_column || pack_aligned<kOutputPack>(weight_scales)) &&
+                      (!bias || pack_aligned<kOutputPack>(bias));
+  const int64_t column_packs = packed ? cols / kOutputPack : cols;
+  const unsigned threads = block_threads(column_packs, kThreads);
+  const dim3 grid = columns_by_rows_grid(column_packs, rows, threads);
+  if (packed)
+    FQ_LAUNCH(grid, threads, 0, nullptr, rescale_kernel<kOutputPack>)(acc, rows, cols, steps, step_per_row,
+                                                                    weight_scales, scale_per_column, bias, out);
+  else
+    FQ_LAUNCH(grid, threads, 0, nullptr, rescale_kernel<1>)(acc, rows, cols, steps, step_per_row, weight_scales,
+                                                          scale_per_column, bias, out);
+  FQ_CHECK_LAUNCH();
+}
+
+}  // namespace fq::FQ_CUDA_NS

@@ -1,0 +1,53 @@
+// The input side of a FlattenQuant Linear on the GPU: the flattened maximum of f16 activations, dynamic steps,
+// flattening + quantizing to i8 codes (bit for bit as flatten_quantize_value), and the dequantizing epilogue after
+// the int32 GEMM. All pointers are device pointers; every call queues kernels on the default stream and returns.
+#pragma once
+
+#include <cstdint>
+
+#include "backends/cuda/device.h"
+#include "fq/quant/flatten.h"
+
+namespace fq::FQ_CUDA_NS {
+
+// A FlattenPlan on the device, per flattened column c < flat_features: the source channel (-1 for padding),
+// the copy index i, and n, the copies of the source channel (1 for padding).
+struct DeviceFlattenPlan {
+  const int32_t* source;
+  const int32_t* copy_index;
+  const int32_t* copies;
+  int64_t in_features;
+  int64_t flat_features;
+};
+
+// The device arrays of a plan; `view` points into them (and stays valid when the storage is moved).
+struct DevicePlanStorage {
+  DeviceBuffer source, copy_index, copies;
+  DeviceFlattenPlan view;
+};
+
+// Throws when the plan is inconsistent or a channel has more than 2^24 - 1 copies (the kernels' integer range).
+DevicePlanStorage upload_plan(const FlattenPlan& plan);
+
+// max over channels j of |x_j| / n_j (float division; non-finite values left out, 0 when none) of x f16
+// [rows, in_features]: per row into row_max_or_null [rows], and over the tensor into *tensor_max_or_null (zeroed
+// and accumulated on the device, no host sync). At least one of the two.
+void flattened_max(const __half* x, int64_t rows, const DeviceFlattenPlan& plan, float* row_max_or_null,
+                   float* tensor_max_or_null);
+
+// steps[i] = quant::dynamic_step(maxima[i], qmax): maxima / qmax in double rounded once to float, at least the
+// smallest normal float, 1 when the maximum is not positive.
+void dynamic_steps(const float* maxima, int64_t count, int qmax, float* steps);
+
+// codes i8 [rows, flat_features] of x f16 [rows, in_features]: column c gets copy i of
+// flatten_quantize_value(x[source], step, n, qmax, stagger), padding columns 0. steps: one positive finite value,
+// or one per row (step_per_row). qmax in [1, 127].
+void flatten_quantize(const __half* x, int64_t rows, const DeviceFlattenPlan& plan, int qmax, bool stagger,
+                      const float* steps, bool step_per_row, int8_t* codes);
+
+// The epilogue of the int32 GEMM acc [rows, cols]: out = half(fmaf(float(acc), step_r · scale_c, bias_c)), with
+// one step or one per row, one weight scale or one per column, and bias [cols] or null (0).
+void rescale(const int32_t* acc, int64_t rows, int64_t cols, const float* steps, bool step_per_row,
+             const float* weight_scales, bool scale_per_column, const float* bias, __half* out);
+
+}  // namespace fq::FQ_CUDA_NS
