@@ -11,7 +11,7 @@ namespace fq::cli {
 
 namespace {
 
-double gibibytes(size_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0); }
+double mebibytes(size_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0); }
 
 // The best of `repeats` timings of `run` (which returns once the device is done), after one untimed warm-up.
 template <typename Run>
@@ -65,17 +65,17 @@ void device_bench(const DeviceBenchRequest& request) {
     if (!header) {
       fmt::print("device: {}; decode: {} steps after the prompt; best of {} runs\n\n", model.device_name(),
                  request.decode, request.repeats);
-      fmt::print("| model | format | batch x prompt | prefill ms | prefill tok/s | decode ms/token | weights GiB | "
-                 "peak device GiB |\n|---|---|---|---:|---:|---:|---:|---:|\n");
+      fmt::print("| model | format | batch x prompt | prefill ms | prefill tok/s | decode ms/token | weights MiB | "
+                 "peak device MiB |\n|---|---|---|---:|---:|---:|---:|---:|\n");
       header = true;
     }
     for (int64_t batch : request.batches)
       for (int64_t prompt : request.prompts) {
         const Measured m = measure(model, batch, prompt, request);
-        fmt::print("| {} | {} | {} x {} | {:.2f} | {:.0f} | {} | {:.2f} | {:.2f} |\n", name, format, batch, prompt,
+        fmt::print("| {} | {} | {} x {} | {:.2f} | {:.0f} | {} | {:.1f} | {:.1f} |\n", name, format, batch, prompt,
                    1e3 * m.prefill_seconds, double(batch * prompt) / m.prefill_seconds,
                    request.decode > 0 ? fmt::format("{:.3f}", 1e3 * m.decode_seconds_per_token) : "—",
-                   gibibytes(model.weight_bytes()), gibibytes(m.peak_bytes));
+                   mebibytes(model.weight_bytes()), mebibytes(m.peak_bytes));
         std::fflush(stdout);
         runs.push_back({{"model", name}, {"format", format}, {"batch", batch}, {"prompt", prompt},
                         {"prefill_ms", 1e3 * m.prefill_seconds}, {"decode_ms_per_token", 1e3 * m.decode_seconds_per_token},
