@@ -40,6 +40,16 @@ TEST(GpuCli, EmulatedDevicePerplexityMatchesTheCpu) {
   EXPECT_NEAR(got / expected, 1.0, 5e-3) << cpu.output << emulated.output;
 }
 
+TEST(GpuCli, EmulatedDeviceGeneratesTheCpuStory) {
+  const std::string model = test::shared_path("models/stories260K/stories260K.bin");
+  const std::string tokenizer = test::shared_path("models/stories260K/tok512.bin");
+  if (!std::filesystem::exists(model)) GTEST_SKIP() << model << " is missing";
+  const auto result = run_fq("generate -m " + model + " --tokenizer " + tokenizer + " -n 24 --device cuda-emulated");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(result.output.rfind("Once upon a time, there was a little girl named Lily. She loved to play", 0), 0u)
+      << result.output;
+}
+
 TEST(GpuCli, MissingGpuOrBadDeviceIsAOneLineError) {
   const std::string model = test::fixture("llama_gqa/model-f32.gguf");
   const auto bad = run_fq("bench -m " + model + " --device tpu");

@@ -2,6 +2,7 @@
 // fixtures, float and quantized with several recipes; prefill, and decode after a prefill.
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "backends/cuda/device_model.h"
 #include "cuda/cuda_test_util.h"
@@ -9,6 +10,7 @@
 #include "fq/quant/calibrate.h"
 #include "fq/quant/recipe.h"
 #include "fq/gpu.h"
+#include "fq/profile.h"
 
 namespace dev = fq::FQ_CUDA_NS;
 
@@ -169,4 +171,25 @@ FQ_CUDA_TEST(DeviceModel, RandomWeightModelsRunInEveryFormat) {
     EXPECT_GT(weight_bytes[2], weight_bytes[3]);
     EXPECT_GT(weight_bytes[3], weight_bytes[4]);
   }
+}
+
+FQ_CUDA_TEST(DeviceModel, ProfileCountsOneQuantizationPerSharedInput) {
+  Model model = load_fixture("llama_gqa");
+  quantize(model, "flatten-w8a8-stagger");
+  std::unique_ptr<fq::GpuModel> device = dev::upload_model(model);
+  const std::vector<int32_t> tokens = random_tokens(6, 5);
+  device->reset(1, 6);
+  fq::profile::reset();
+  fq::profile::enable(true);
+  device->forward_timed(tokens.data(), 1, 6);
+  fq::profile::enable(false);
+  std::map<std::string, int64_t> calls;
+  for (const fq::profile::Section& section : fq::profile::report()) calls[section.name] = section.calls;
+  // Per layer: q/k/v share one quantization, gate/up another, o and down their own; 7 integer GEMMs.
+  EXPECT_EQ(calls["flatten+quantize"], 2 * 4);
+  EXPECT_EQ(calls["int8 gemm"], 2 * 7);
+  EXPECT_EQ(calls["int rescale"], 2 * 7);
+  EXPECT_EQ(calls["attention"], 2);
+  EXPECT_EQ(calls["fp16 gemm"], 1);  // the head
+  fq::profile::reset();
 }

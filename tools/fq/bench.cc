@@ -327,6 +327,7 @@ void add_bench_command(CLI::App& app) {
     request.prompts = parse_sizes(chosen.prompts, "--prompt", kMaxPrompt);
     request.decode = chosen.decode;
     request.repeats = chosen.repeats;
+    request.profile = chosen.profile;
     request.json_path = chosen.json_path;
     for (const std::string& format : request.formats) parse_random_format(format);
     device_bench(request);

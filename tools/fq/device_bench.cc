@@ -7,6 +7,8 @@
 #include <fstream>
 #include <random>
 
+#include "fq/profile.h"
+
 namespace fq::cli {
 
 namespace {
@@ -29,7 +31,32 @@ double best_seconds(int repeats, const Run& run) {
 struct Measured {
   double prefill_seconds = 0, decode_seconds_per_token = 0;
   size_t peak_bytes = 0;
+  double profiled_seconds = 0;  // --profile: the profiled prefill, whose sections are below
+  std::vector<profile::Section> sections;
 };
+
+// One prefill with the device drained around every section (DeviceScope), so each holds its own kernels.
+void profile_prefill(GpuModel& model, const std::vector<int32_t>& tokens, int64_t batch, int64_t prompt,
+                     int64_t capacity, Measured& out) {
+  model.reset(batch, capacity);
+  profile::reset();
+  profile::enable(true);
+  const auto start = std::chrono::steady_clock::now();
+  model.forward_timed(tokens.data(), batch, prompt);
+  out.profiled_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  profile::enable(false);
+  out.sections = profile::report();
+}
+
+void print_profile(const Measured& m, const std::string& format, int64_t batch, int64_t prompt) {
+  fmt::print("\nprefill profile, {}, batch {} x prompt {}: {:.2f} ms with every section drained\n\n", format, batch,
+             prompt, 1e3 * m.profiled_seconds);
+  fmt::print("| section | ms | share | calls |\n|---|---:|---:|---:|\n");
+  for (const profile::Section& section : m.sections)
+    fmt::print("| {} | {:.3f} | {:.1f}% | {} |\n", section.name, 1e3 * section.seconds,
+               100 * section.seconds / m.profiled_seconds, section.calls);
+  fmt::print("\n");
+}
 
 Measured measure(GpuModel& model, int64_t batch, int64_t prompt, const DeviceBenchRequest& request) {
   std::mt19937 random(7);
@@ -53,6 +80,7 @@ Measured measure(GpuModel& model, int64_t batch, int64_t prompt, const DeviceBen
     out.decode_seconds_per_token = std::max(0.0, total - out.prefill_seconds) / static_cast<double>(request.decode);
   }
   out.peak_bytes = model.peak_memory();
+  if (request.profile) profile_prefill(model, tokens, batch, prompt, prompt + request.decode, out);
   return out;
 }
 
@@ -77,9 +105,17 @@ void device_bench(const DeviceBenchRequest& request) {
                    request.decode > 0 ? fmt::format("{:.3f}", 1e3 * m.decode_seconds_per_token) : "—",
                    mebibytes(model.weight_bytes()), mebibytes(m.peak_bytes));
         std::fflush(stdout);
-        runs.push_back({{"model", name}, {"format", format}, {"batch", batch}, {"prompt", prompt},
-                        {"prefill_ms", 1e3 * m.prefill_seconds}, {"decode_ms_per_token", 1e3 * m.decode_seconds_per_token},
-                        {"weight_bytes", model.weight_bytes()}, {"peak_device_bytes", m.peak_bytes}});
+        nlohmann::json run = {{"model", name}, {"format", format}, {"batch", batch}, {"prompt", prompt},
+                              {"prefill_ms", 1e3 * m.prefill_seconds},
+                              {"decode_ms_per_token", 1e3 * m.decode_seconds_per_token},
+                              {"weight_bytes", model.weight_bytes()}, {"peak_device_bytes", m.peak_bytes}};
+        if (request.profile) {
+          print_profile(m, format, batch, prompt);
+          run["profiled_prefill_ms"] = 1e3 * m.profiled_seconds;
+          for (const profile::Section& section : m.sections)
+            run["sections"].push_back({{"name", section.name}, {"ms", 1e3 * section.seconds}, {"calls", section.calls}});
+        }
+        runs.push_back(std::move(run));
       }
   };
 

@@ -19,6 +19,7 @@ struct DeviceBenchRequest {
   std::vector<int64_t> batches, prompts;
   int64_t decode = 0;
   int repeats = 3;
+  bool profile = false;  // one more prefill per row, with every section's kernels drained and timed
   std::string json_path;
 };
 

@@ -3,8 +3,11 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
+#include <memory>
 
 #include "common.h"
+#include "fq/gpu.h"
 #include "fq/sampler.h"
 
 namespace fq::cli {
@@ -17,6 +20,7 @@ struct GenerateOptions {
   SamplerOptions sampler;
   bool no_bos = false;
   bool ignore_eos = false;
+  std::string device = "cpu";
 };
 
 void generate(const GenerateOptions& options) {
@@ -32,7 +36,17 @@ void generate(const GenerateOptions& options) {
         model.config().max_positions);
 
   Sampler sampler(options.sampler);
-  KVCache cache = model.new_cache(1, capacity);
+  // Last-position logits of `count` more tokens of the one sequence, on the CPU or on the device.
+  std::function<Tensor(const int32_t*, int64_t)> extend;
+  KVCache cache = model.new_cache(1, options.device == "cpu" ? capacity : 1);
+  std::unique_ptr<GpuModel> device;
+  if (options.device == "cpu") {
+    extend = [&](const int32_t* tokens, int64_t count) { return model.forward(tokens, 1, count, cache, true); };
+  } else {
+    device = upload_model(model, parse_device(options.device));
+    device->reset(1, capacity);
+    extend = [&](const int32_t* tokens, int64_t count) { return device->forward(tokens, 1, count, true); };
+  }
   const size_t prompt_length = ids.size();
   // Stream by decoding the whole sequence and printing what is new: tokenizers that drop a
   // leading space or merge bytes into characters then print exactly what decode() would.
@@ -41,7 +55,7 @@ void generate(const GenerateOptions& options) {
   std::fflush(stdout);
 
   const auto start = std::chrono::steady_clock::now();
-  Tensor logits = model.forward(ids.data(), 1, static_cast<int64_t>(ids.size()), cache, true);
+  Tensor logits = extend(ids.data(), static_cast<int64_t>(ids.size()));
   const auto prefilled = std::chrono::steady_clock::now();
   for (int64_t step = 0; step < options.tokens; ++step) {
     int32_t next = sampler.sample(logits.data<float>(), model.config().vocab_size);
@@ -53,7 +67,7 @@ void generate(const GenerateOptions& options) {
       std::fflush(stdout);
     }
     printed = std::move(text);
-    if (step + 1 < options.tokens) logits = model.forward(&next, 1, 1, cache, true);
+    if (step + 1 < options.tokens) logits = extend(&next, 1);
   }
   const auto end = std::chrono::steady_clock::now();
   const double prefill_s = std::chrono::duration<double>(prefilled - start).count();
@@ -80,6 +94,11 @@ void add_generate_command(CLI::App& app) {
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   command->add_option("--seed", options->sampler.seed, "Random seed for sampling")->capture_default_str();
+  command->add_option("--device", options->device,
+                      "cpu; cuda (the model copied to an NVIDIA GPU); or cuda-emulated (the GPU code path on the CPU "
+                      "emulator, for checking: slow)")
+      ->check(CLI::IsMember({"cpu", "cuda", "cuda-emulated"}))
+      ->capture_default_str();
   command->add_flag("--no-bos", options->no_bos, "Do not add the BOS token before the prompt");
   command->add_flag("--ignore-eos", options->ignore_eos, "Keep generating after an end-of-sequence token");
   command->callback([options] { generate(*options); });

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "backends/cuda/device_profile.h"
 #include "backends/cuda/gemm.h"
 #include "backends/cuda/int_gemm.h"
 #include "fq/error.h"
@@ -43,6 +44,7 @@ HalfLinear::HalfLinear(std::shared_ptr<const DeviceBuffer> weight, DeviceBuffer 
     : weight_(std::move(weight)), bias_(std::move(bias)), out_(out), in_(in) {}
 
 void HalfLinear::forward(const __half* x, int64_t rows, __half* y, LinearWorkspace&) const {
+  const DeviceScope section("fp16 gemm");
   gemm_f16(x, weight_->as<const __half>(), bias_.empty() ? nullptr : bias_.as<const __half>(), y, rows, out_, in_);
 }
 
@@ -56,6 +58,7 @@ Fp8Linear::Fp8Linear(DeviceBuffer weights, float weight_scale, float input_scale
 }
 
 void Fp8Linear::forward(const __half* x, int64_t rows, __half* y, LinearWorkspace& ws) const {
+  const DeviceScope section("fp8 quantize + gemm");
   LinearWorkspace::reserve(ws.codes, size_t(rows) * in_);
   quantize_e4m3(x, rows * in_, scales_.as<const float>(), ws.codes.as<uint8_t>());
   gemm_e4m3(ws.codes.as<const uint8_t>(), weights_.as<const uint8_t>(), scales_.as<const float>(),
@@ -87,6 +90,7 @@ size_t QuantizedDeviceLinear::weight_bytes() const {
 }
 
 void QuantizedDeviceLinear::quantize(const __half* x, int64_t rows, LinearWorkspace& ws) const {
+  const DeviceScope section("flatten+quantize");
   LinearWorkspace::reserve(ws.codes, size_t(rows) * flat_);
   LinearWorkspace::reserve(ws.maxima, size_t(rows) * sizeof(float));
   LinearWorkspace::reserve(ws.steps, size_t(rows) * sizeof(float));
@@ -110,11 +114,17 @@ void QuantizedDeviceLinear::multiply(int64_t rows, __half* y, LinearWorkspace& w
   if (weight_bits_ == 8) {
     // cuBLASLt's IMMA GEMM, then the rescale epilogue.
     LinearWorkspace::reserve(ws.accumulators, size_t(rows) * out_ * sizeof(int32_t));
-    gemm_s8(ws.codes.as<const int8_t>(), weights_.as<const int8_t>(), ws.accumulators.as<int32_t>(), rows, out_, flat_);
+    {
+      const DeviceScope section("int8 gemm");
+      gemm_s8(ws.codes.as<const int8_t>(), weights_.as<const int8_t>(), ws.accumulators.as<int32_t>(), rows, out_,
+              flat_);
+    }
+    const DeviceScope section("int rescale");
     rescale(ws.accumulators.as<const int32_t>(), rows, out_, ws.steps.as<const float>(), activation_.per_token, scales,
             per_column_scales_, bias, y);
   } else {
     // W4A8: int4 weights unpacked inside the GEMM, the rescale fused.
+    const DeviceScope section("int4-weight gemm (rescale fused)");
     int_gemm_rescale(ws.codes.as<const int8_t>(), rows, flat_, weights_.data(), 4, out_, ws.steps.as<const float>(),
                      activation_.per_token, scales, per_column_scales_, bias, y);
   }

@@ -9,6 +9,7 @@
 #include "backends/cuda/attention.h"
 #include "backends/cuda/device.h"
 #include "backends/cuda/device_linear.h"
+#include "backends/cuda/device_profile.h"
 #include "backends/cuda/elementwise.h"
 #include "backends/cuda/random_fill.h"
 #include "fq/error.h"
@@ -164,11 +165,25 @@ class DeviceModel final : public GpuModel {
   }
 
   void norm(const DeviceNorm& norm, const float* x, __half* out, int64_t rows) const {
+    const DeviceScope section("norm");
     if (config_.norm == NormKind::rms_norm)
       rms_norm(x, out, rows, config_.hidden_size, norm.weight.as<const float>(), config_.norm_eps);
     else
       layer_norm(x, out, rows, config_.hidden_size, norm.weight.as<const float>(), norm.bias.as<const float>(),
                  config_.norm_eps);
+  }
+
+  void embed_tokens(float* x, int64_t rows, int64_t seq) const {
+    const DeviceScope section("embedding");
+    const int64_t hidden = config_.hidden_size;
+    embed(act_.tokens.as<const int32_t>(), rows, embedding->as<const __half>(), hidden, x);
+    if (!positions.empty())
+      add_positions(x, rows, seq, length_ + config_.position_offset, positions.as<const __half>(), hidden);
+  }
+
+  void add_branch(float* x, int64_t rows) const {
+    const DeviceScope section("residual add");
+    add_residual(x, act_.branch.as<const __half>(), rows * config_.hidden_size);
   }
 
   void attention_block(const DeviceLayer& layer, size_t index, int64_t batch, int64_t seq, int64_t rows) {
@@ -178,16 +193,23 @@ class DeviceModel final : public GpuModel {
     const DeviceLinear* projections[] = {layer.q.get(), layer.k.get(), layer.v.get()};
     __half* const outputs[] = {q, k, v};
     forward_same_input(projections, layer.qkv_share_input, act_.normed.as<const __half>(), rows, outputs, workspace_);
-    if (c.use_rope) {
-      rope(q, rows, seq, start, c.num_heads, c.head_dim, q_width, cosines_.as<const float>(), sines_.as<const float>());
-      rope(k, rows, seq, start, c.num_kv_heads, c.head_dim, kv_width, cosines_.as<const float>(),
-           sines_.as<const float>());
-    }
     __half* keys = keys_[index].as<__half>();
     __half* values = values_[index].as<__half>();
-    append_kv(k, v, batch, seq, start, c.num_kv_heads, c.head_dim, kv_width, keys, values, capacity_);
-    attention(q, q_width, keys, values, act_.mixed.as<__half>(), batch, seq, start, capacity_, c.num_heads,
-              c.num_kv_heads, c.head_dim);
+    {
+      const DeviceScope section("rope + kv append");
+      if (c.use_rope) {
+        rope(q, rows, seq, start, c.num_heads, c.head_dim, q_width, cosines_.as<const float>(),
+             sines_.as<const float>());
+        rope(k, rows, seq, start, c.num_kv_heads, c.head_dim, kv_width, cosines_.as<const float>(),
+             sines_.as<const float>());
+      }
+      append_kv(k, v, batch, seq, start, c.num_kv_heads, c.head_dim, kv_width, keys, values, capacity_);
+    }
+    {
+      const DeviceScope section("attention");
+      attention(q, q_width, keys, values, act_.mixed.as<__half>(), batch, seq, start, capacity_, c.num_heads,
+                c.num_kv_heads, c.head_dim);
+    }
     layer.o->forward(act_.mixed.as<const __half>(), rows, act_.branch.as<__half>(), workspace_);
   }
 
@@ -200,10 +222,12 @@ class DeviceModel final : public GpuModel {
       __half* const outputs[] = {gate, up};
       forward_same_input(projections, layer.gate_up_share_input, act_.normed.as<const __half>(), rows, outputs,
                          workspace_);
+      const DeviceScope section("activation");
       gated_activate(gate, up, rows * width, config_.activation);
       up = gate;
     } else {
       layer.up->forward(act_.normed.as<const __half>(), rows, up, workspace_);
+      const DeviceScope section("activation");
       activate(up, rows * width, config_.activation);
     }
     layer.down->forward(up, rows, act_.branch.as<__half>(), workspace_);
@@ -223,18 +247,16 @@ class DeviceModel final : public GpuModel {
     grow(rows);
     copy_to_device(act_.tokens.data(), tokens, size_t(rows) * sizeof(int32_t));
     float* x = act_.residual.as<float>();
-    embed(act_.tokens.as<const int32_t>(), rows, embedding->as<const __half>(), hidden, x);
-    if (!positions.empty())
-      add_positions(x, rows, seq, length_ + c.position_offset, positions.as<const __half>(), hidden);
+    embed_tokens(x, rows, seq);
 
     for (size_t i = 0; i < layers_.size(); ++i) {
       const DeviceLayer& layer = layers_[i];
       norm(layer.attn_norm, x, act_.normed.as<__half>(), rows);
       attention_block(layer, i, batch, seq, rows);
-      add_residual(x, act_.branch.as<const __half>(), rows * hidden);
+      add_branch(x, rows);
       norm(layer.mlp_norm, x, act_.normed.as<__half>(), rows);
       mlp_block(layer, rows);
-      add_residual(x, act_.branch.as<const __half>(), rows * hidden);
+      add_branch(x, rows);
     }
     length_ += seq;
 
@@ -247,6 +269,7 @@ class DeviceModel final : public GpuModel {
     }
     norm(final_norm, x, act_.normed.as<__half>(), out_rows);
     head->forward(act_.normed.as<const __half>(), out_rows, act_.logits_half.as<__half>(), workspace_);
+    const DeviceScope section("logits to f32");
     convert_to_float(act_.logits_half.as<const __half>(), act_.logits.as<float>(), out_rows * c.vocab_size);
     return out_rows;
   }
