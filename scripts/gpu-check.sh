@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The CUDA backend on a GPU machine, in one call: build (Release, FQ_CUDA=ON), the Gpu* test suites (which
 # must run, not skip), the GEMM benchmark (cuBLASLt f16/s8/e4m3 against int_gemm_rescale), and fq bench on a
-# random-weight OPT-13B (batch 16 x prompt 512) in the fp16, w8a8 and mixed formats; then a summary.
+# random-weight OPT-13B (batch 16 x prompt 512) in the fp16, w8a8, mixed and fp8 formats with a section
+# profile; then a summary.
 #
 #   scripts/gpu-check.sh [build] [tests] [gemm] [fq]     (default: all four, in this order)
 #
 # Results go to $OUT when it is set (the device machine's output folder), else to $FQ_GPU_BUILD/results.
 # Settings: FQ_GPU_BUILD (build folder, default build-gpu), FQ_GEMM_MIN_TIME (seconds per GEMM benchmark,
-# default 0.05), FQ_BENCH_ARCH (default opt-13b), FQ_BENCH_FORMATS (default "fp16 w8a8 mixed").
+# default 0.05), FQ_BENCH_ARCH (default opt-13b), FQ_BENCH_FORMATS (default "fp16 w8a8 mixed fp8").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,10 +68,11 @@ if wants gemm; then
 fi
 
 if wants fq; then
-  for format in ${FQ_BENCH_FORMATS:-fp16 w8a8 mixed}; do
+  # --profile adds one prefill with every section drained: the flatten+quantize share comes from it.
+  for format in ${FQ_BENCH_FORMATS:-fp16 w8a8 mixed fp8}; do
     echo "== fq bench $format"
     "$build/bin/fq" bench --device cuda --random-weights --arch "${FQ_BENCH_ARCH:-opt-13b}" --formats "$format" \
-      --batch 16 --prompt 512 --json "$out/fq_bench_$format.json"
+      --batch 16 --prompt 512 --decode 16 --profile --json "$out/fq_bench_$format.json"
   done
 fi
 
@@ -97,7 +99,11 @@ if gemm.exists():
 for path in sorted(out.glob("fq_bench_*.json")):
     report = json.loads(path.read_text())
     for run in report["runs"]:
+        quantize = sum(s["ms"] for s in run.get("sections", []) if s["name"] == "flatten+quantize")
+        share = f', flatten+quantize {100 * quantize / run["profiled_prefill_ms"]:.1f}% of the profiled prefill' \
+            if run.get("profiled_prefill_ms") else ""
         print(f'fq bench {run["model"]} {run["format"]:6} batch {run["batch"]} prompt {run["prompt"]}: '
               f'prefill {run["prefill_ms"]:.1f} ms, decode {run["decode_ms_per_token"]:.2f} ms/token, '
-              f'peak {run["peak_device_bytes"] / 2**30:.1f} GiB on {report["device"]}')
+              f'weights {run["weight_bytes"] / 2**30:.2f} GiB, peak {run["peak_device_bytes"] / 2**30:.1f} GiB'
+              f'{share} on {report["device"]}')
 EOF
