@@ -114,5 +114,9 @@ FQ_CUDA_TEST(DeviceLinear, QuantizedLinearsMatchTheCpuIntegerPath) {
     cpu->forward(x, want);
     // The same codes on both sides; the device rounds its output to f16.
     expect_close(device_forward(*dev::upload_linear(*cpu), x), want, 2e-3);
+    if (c.weight_bits == 4 && c.activation_bits == 4) {
+      const dev::QuantizedDeviceLinear native(dev::quantized_weights(*cpu), dev::Int4Product::native_s4);
+      expect_close(device_forward(native, x), want, 2e-3);
+    }
   }
 }

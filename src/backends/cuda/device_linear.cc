@@ -4,6 +4,7 @@
 
 #include "backends/cuda/device_profile.h"
 #include "backends/cuda/gemm.h"
+#include "backends/cuda/int4_codes.h"
 #include "backends/cuda/int_gemm.h"
 #include "fq/error.h"
 #include "fq/quant/quantize.h"
@@ -65,7 +66,12 @@ void Fp8Linear::forward(const __half* x, int64_t rows, __half* y, LinearWorkspac
             scales_.as<const float>() + 1, bias_.empty() ? nullptr : bias_.as<const __half>(), y, rows, out_, in_);
 }
 
-QuantizedDeviceLinear::QuantizedDeviceLinear(QuantizedWeights w)
+Int4Product preferred_int4_product() {
+  static const int capability = device_info().compute_capability;
+  return capability >= 80 && capability < 90 ? Int4Product::native_s4 : Int4Product::unpack_to_int8;
+}
+
+QuantizedDeviceLinear::QuantizedDeviceLinear(QuantizedWeights w, Int4Product int4_product)
     : plan_(upload_plan(w.plan)),
       in_(w.plan.in_features),
       flat_(w.plan.flat_features()),
@@ -76,7 +82,8 @@ QuantizedDeviceLinear::QuantizedDeviceLinear(QuantizedWeights w)
       weights_(std::move(w.weights)),
       weight_scales_(upload_floats(w.weight_scales)),
       bias_(upload_floats(w.bias)),
-      per_column_scales_(w.weight_scales.size() > 1) {
+      per_column_scales_(w.weight_scales.size() > 1),
+      native_s4_(int4_product == Int4Product::native_s4 && w.weight_bits == 4 && w.activation.bits == 4) {
   check(flat_ % kFlatAlign == 0, "device Linear: flattened width {} is not a multiple of {}", flat_, kFlatAlign);
   check(weight_bits_ == 8 || weight_bits_ == 4, "device Linear: {}-bit weights (expected 8 or 4)", weight_bits_);
   if (!activation_.dynamic) {
@@ -122,6 +129,12 @@ void QuantizedDeviceLinear::multiply(int64_t rows, __half* y, LinearWorkspace& w
     const DeviceScope section("int rescale");
     rescale(ws.accumulators.as<const int32_t>(), rows, out_, ws.steps.as<const float>(), activation_.per_token, scales,
             per_column_scales_, bias, y);
+  } else if (native_s4_) {
+    LinearWorkspace::reserve(ws.packed_codes, size_t(rows) * flat_ / 2);
+    const DeviceScope section("int4 gemm (native s4, rescale fused)");
+    pack_codes_int4(ws.codes.as<const int8_t>(), rows * flat_, ws.packed_codes.as<uint8_t>());
+    int4_gemm_s4mma(ws.packed_codes.as<const uint8_t>(), rows, flat_, weights_.as<const uint8_t>(), out_,
+                    ws.steps.as<const float>(), activation_.per_token, scales, per_column_scales_, bias, y);
   } else {
     // W4A8: int4 weights unpacked inside the GEMM, the rescale fused.
     const DeviceScope section("int4-weight gemm (rescale fused)");

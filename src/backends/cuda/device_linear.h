@@ -16,7 +16,7 @@ namespace fq::FQ_CUDA_NS {
 
 // Scratch that every Linear of a model reuses, grown on demand.
 struct LinearWorkspace {
-  DeviceBuffer codes, accumulators, maxima, steps;
+  DeviceBuffer codes, packed_codes, accumulators, maxima, steps;
   static void reserve(DeviceBuffer& buffer, size_t bytes) {
     if (buffer.bytes() < bytes) buffer = DeviceBuffer(bytes);
   }
@@ -76,9 +76,16 @@ struct QuantizedWeights {
   std::vector<float> bias;           // empty or out_features
 };
 
+// How a Linear with 4-bit weights and 4-bit activations multiplies: the weights unpacked to int8 inside the
+// W4A8 kernel (any GPU, and the fast way on Hopper, whose s4 mma is emulated), or both operands packed for the
+// native s4 mma of sm_80/sm_89.
+enum class Int4Product { unpack_to_int8, native_s4 };
+// native_s4 on compute capability 8.0 to 8.9, else unpack_to_int8 (the emulator included).
+Int4Product preferred_int4_product();
+
 class QuantizedDeviceLinear final : public DeviceLinear {
  public:
-  explicit QuantizedDeviceLinear(QuantizedWeights weights);
+  explicit QuantizedDeviceLinear(QuantizedWeights weights, Int4Product int4_product = preferred_int4_product());
   int64_t in_features() const override { return in_; }
   int64_t out_features() const override { return out_; }
   size_t weight_bytes() const override;
@@ -98,6 +105,7 @@ class QuantizedDeviceLinear final : public DeviceLinear {
   int weight_bits_;
   DeviceBuffer weights_, static_step_, weight_scales_, bias_;
   bool per_column_scales_;
+  bool native_s4_;  // 4-bit weights and activations on the native s4 mma
 };
 
 // f16 copy of f32 values.
