@@ -1,6 +1,7 @@
 // Each device Linear against its CPU form on inputs that f16 represents exactly, so both quantize to the
 // same codes: the FP16 GEMM, and FlattenQuant Linears of every recipe (static, dynamic per-tensor and
-// per-token steps; plain and staggered flattening; 8- and 4-bit weights; flat widths not a multiple of 64).
+// per-token steps; plain and staggered flattening; 8- and 4-bit weights; flat widths not a multiple of 64),
+// each with every epilogue (plain f16 output, ReLU, added to an f32 residual).
 #include <algorithm>
 #include <cmath>
 
@@ -45,25 +46,49 @@ fq::SlotStatistics statistics_of(const Tensor& x) {
   return stats;
 }
 
-// y = linear(x) on the device, as f32.
-Tensor device_forward(const dev::DeviceLinear& linear, const Tensor& x) {
-  const int64_t rows = x.dim(0), in = x.dim(1), out = linear.out_features();
-  std::vector<uint16_t> halves(rows * in);
-  fq::convert_f32_to_f16(x.data<float>(), halves.data(), rows * in);
-  dev::DeviceBuffer input = dev::upload<uint16_t>(halves), output(rows * out * sizeof(uint16_t)),
-                    floats(rows * out * sizeof(float));
-  dev::LinearWorkspace workspace;
-  linear.forward(input.as<const __half>(), rows, output.as<__half>(), workspace);
-  dev::convert_to_float(output.as<const __half>(), floats.as<float>(), rows * out);
-  const std::vector<float> values = dev::download<float>(floats.data(), rows * out);
-  return Tensor::from_floats(values, {rows, out});
-}
-
 void expect_close(const Tensor& got, const Tensor& want, double tolerance) {
   double scale = 0;
   for (int64_t i = 0; i < want.numel(); ++i) scale = std::max(scale, std::fabs(double(want.data<float>()[i])));
   for (int64_t i = 0; i < want.numel(); ++i)
     ASSERT_NEAR(got.data<float>()[i], want.data<float>()[i], tolerance * scale) << "element " << i;
+}
+
+enum class Finish { plain, relu, residual };
+
+// y = linear(x) on the device, as f32; with Finish::relu the epilogue applies ReLU, with Finish::residual it adds y
+// to a random f32 residual, and this returns what was added.
+Tensor device_forward(const dev::DeviceLinear& linear, const Tensor& x, Finish finish = Finish::plain) {
+  const int64_t rows = x.dim(0), in = x.dim(1), out = linear.out_features();
+  std::vector<uint16_t> halves(rows * in);
+  fq::convert_f32_to_f16(x.data<float>(), halves.data(), rows * in);
+  std::vector<float> residual(rows * out);
+  // Large next to the outputs, so that a residual dropped or overwritten shows beyond the tolerance.
+  for (int64_t i = 0; i < rows * out; ++i) residual[i] = 4096.f * static_cast<float>(i % 7 - 3) + 0.5f;
+  dev::DeviceBuffer input = dev::upload<uint16_t>(halves), output(rows * out * sizeof(uint16_t)),
+                    floats = dev::upload<float>(residual);
+  dev::LinearWorkspace workspace;
+  dev::Epilogue epilogue;
+  if (finish == Finish::relu) epilogue = {.activate = true, .activation = fq::Activation::relu};
+  if (finish == Finish::residual) epilogue.residual = floats.as<float>();
+  linear.forward(input.as<const __half>(), rows, output.as<__half>(), workspace, epilogue);
+  if (finish != Finish::residual) dev::convert_to_float(output.as<const __half>(), floats.as<float>(), rows * out);
+  std::vector<float> values = dev::download<float>(floats.data(), rows * out);
+  if (finish == Finish::residual)
+    for (int64_t i = 0; i < rows * out; ++i) values[i] -= residual[i];
+  return Tensor::from_floats(values, {rows, out});
+}
+
+Tensor relu(const Tensor& y) {
+  Tensor out = y.clone();
+  for (int64_t i = 0; i < out.numel(); ++i) out.data<float>()[i] = std::max(out.data<float>()[i], 0.f);
+  return out;
+}
+
+// Every epilogue of `linear` against the CPU's y.
+void expect_every_epilogue(const dev::DeviceLinear& linear, const Tensor& x, const Tensor& want) {
+  expect_close(device_forward(linear, x), want, 2e-3);
+  expect_close(device_forward(linear, x, Finish::relu), relu(want), 2e-3);
+  expect_close(device_forward(linear, x, Finish::residual), want, 2e-3);
 }
 
 }  // namespace
@@ -78,7 +103,7 @@ FQ_CUDA_TEST(DeviceLinear, HalfLinearMatchesFloatLinear) {
   const Tensor x = half_exact_input(rows, in, random);
   Tensor want = Tensor::empty(fq::DType::f32, {rows, out});
   cpu.forward(x, want);
-  expect_close(device_forward(*dev::upload_linear(cpu), x), want, 2e-3);
+  expect_every_epilogue(*dev::upload_linear(cpu), x, want);
 }
 
 FQ_CUDA_TEST(DeviceLinear, QuantizedLinearsMatchTheCpuIntegerPath) {
@@ -113,10 +138,10 @@ FQ_CUDA_TEST(DeviceLinear, QuantizedLinearsMatchTheCpuIntegerPath) {
     Tensor want = Tensor::empty(fq::DType::f32, {rows, out});
     cpu->forward(x, want);
     // The same codes on both sides; the device rounds its output to f16.
-    expect_close(device_forward(*dev::upload_linear(*cpu), x), want, 2e-3);
+    expect_every_epilogue(*dev::upload_linear(*cpu), x, want);
     if (c.weight_bits == 4 && c.activation_bits == 4) {
       const dev::QuantizedDeviceLinear native(dev::quantized_weights(*cpu), dev::Int4Product::native_s4);
-      expect_close(device_forward(native, x), want, 2e-3);
+      expect_every_epilogue(native, x, want);
     }
   }
 }

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "backends/cuda/device_profile.h"
+#include "backends/cuda/elementwise.h"
 #include "backends/cuda/gemm.h"
 #include "backends/cuda/int4_codes.h"
 #include "backends/cuda/int_gemm.h"
@@ -34,6 +35,18 @@ DeviceBuffer upload_half(const Tensor& weight) {
   return upload_halves(values);
 }
 
+// The epilogue of a GEMM that cannot fuse it (cuBLASLt's), on y [rows, out] once the GEMM has written it.
+void run_epilogue(__half* y, int64_t rows, int64_t out, const Epilogue& epilogue) {
+  if (epilogue.activate) {
+    const DeviceScope section("activation");
+    activate(y, rows * out, epilogue.activation);
+  }
+  if (epilogue.residual) {
+    const DeviceScope section("residual add");
+    add_residual(epilogue.residual, y, rows * out);
+  }
+}
+
 std::vector<float> bias_values(const Tensor& bias) {
   if (!bias.defined()) return {};
   const Tensor source = bias.contiguous();
@@ -44,9 +57,12 @@ std::vector<float> bias_values(const Tensor& bias) {
 HalfLinear::HalfLinear(std::shared_ptr<const DeviceBuffer> weight, DeviceBuffer bias, int64_t out, int64_t in)
     : weight_(std::move(weight)), bias_(std::move(bias)), out_(out), in_(in) {}
 
-void HalfLinear::forward(const __half* x, int64_t rows, __half* y, LinearWorkspace&) const {
-  const DeviceScope section("fp16 gemm");
-  gemm_f16(x, weight_->as<const __half>(), bias_.empty() ? nullptr : bias_.as<const __half>(), y, rows, out_, in_);
+void HalfLinear::forward(const __half* x, int64_t rows, __half* y, LinearWorkspace&, const Epilogue& epilogue) const {
+  {
+    const DeviceScope section("fp16 gemm");
+    gemm_f16(x, weight_->as<const __half>(), bias_.empty() ? nullptr : bias_.as<const __half>(), y, rows, out_, in_);
+  }
+  run_epilogue(y, rows, out_, epilogue);
 }
 
 Fp8Linear::Fp8Linear(DeviceBuffer weights, float weight_scale, float input_scale, DeviceBuffer bias, int64_t out,
@@ -58,12 +74,16 @@ Fp8Linear::Fp8Linear(DeviceBuffer weights, float weight_scale, float input_scale
   scales_ = upload_floats(scales);
 }
 
-void Fp8Linear::forward(const __half* x, int64_t rows, __half* y, LinearWorkspace& ws) const {
-  const DeviceScope section("fp8 quantize + gemm");
-  LinearWorkspace::reserve(ws.codes, size_t(rows) * in_);
-  quantize_e4m3(x, rows * in_, scales_.as<const float>(), ws.codes.as<uint8_t>());
-  gemm_e4m3(ws.codes.as<const uint8_t>(), weights_.as<const uint8_t>(), scales_.as<const float>(),
-            scales_.as<const float>() + 1, bias_.empty() ? nullptr : bias_.as<const __half>(), y, rows, out_, in_);
+void Fp8Linear::forward(const __half* x, int64_t rows, __half* y, LinearWorkspace& ws,
+                        const Epilogue& epilogue) const {
+  {
+    const DeviceScope section("fp8 quantize + gemm");
+    LinearWorkspace::reserve(ws.codes, size_t(rows) * in_);
+    quantize_e4m3(x, rows * in_, scales_.as<const float>(), ws.codes.as<uint8_t>());
+    gemm_e4m3(ws.codes.as<const uint8_t>(), weights_.as<const uint8_t>(), scales_.as<const float>(),
+              scales_.as<const float>() + 1, bias_.empty() ? nullptr : bias_.as<const __half>(), y, rows, out_, in_);
+  }
+  run_epilogue(y, rows, out_, epilogue);
 }
 
 Int4Product preferred_int4_product() {
@@ -115,7 +135,7 @@ void QuantizedDeviceLinear::quantize(const __half* x, int64_t rows, LinearWorksp
   flatten_quantize(x, rows, plan_.view, qmax_, activation_.stagger, steps, activation_.per_token, ws.codes.as<int8_t>());
 }
 
-void QuantizedDeviceLinear::multiply(int64_t rows, __half* y, LinearWorkspace& ws) const {
+void QuantizedDeviceLinear::multiply(int64_t rows, __half* y, LinearWorkspace& ws, const Epilogue& epilogue) const {
   const float* scales = weight_scales_.as<const float>();
   const float* bias = bias_.empty() ? nullptr : bias_.as<const float>();
   if (weight_bits_ == 8) {
@@ -128,24 +148,25 @@ void QuantizedDeviceLinear::multiply(int64_t rows, __half* y, LinearWorkspace& w
     }
     const DeviceScope section("int rescale");
     rescale(ws.accumulators.as<const int32_t>(), rows, out_, ws.steps.as<const float>(), activation_.per_token, scales,
-            per_column_scales_, bias, y);
+            per_column_scales_, bias, y, epilogue);
   } else if (native_s4_) {
     LinearWorkspace::reserve(ws.packed_codes, size_t(rows) * flat_ / 2);
     const DeviceScope section("int4 gemm (native s4, rescale fused)");
     pack_codes_int4(ws.codes.as<const int8_t>(), rows * flat_, ws.packed_codes.as<uint8_t>());
     int4_gemm_s4mma(ws.packed_codes.as<const uint8_t>(), rows, flat_, weights_.as<const uint8_t>(), out_,
-                    ws.steps.as<const float>(), activation_.per_token, scales, per_column_scales_, bias, y);
+                    ws.steps.as<const float>(), activation_.per_token, scales, per_column_scales_, bias, y, epilogue);
   } else {
     // W4A8: int4 weights unpacked inside the GEMM, the rescale fused.
     const DeviceScope section("int4-weight gemm (rescale fused)");
     int_gemm_rescale(ws.codes.as<const int8_t>(), rows, flat_, weights_.data(), 4, out_, ws.steps.as<const float>(),
-                     activation_.per_token, scales, per_column_scales_, bias, y);
+                     activation_.per_token, scales, per_column_scales_, bias, y, epilogue);
   }
 }
 
-void QuantizedDeviceLinear::forward(const __half* x, int64_t rows, __half* y, LinearWorkspace& ws) const {
+void QuantizedDeviceLinear::forward(const __half* x, int64_t rows, __half* y, LinearWorkspace& ws,
+                                    const Epilogue& epilogue) const {
   quantize(x, rows, ws);
-  multiply(rows, y, ws);
+  multiply(rows, y, ws, epilogue);
 }
 
 QuantizedWeights quantized_weights(const QuantizedLinear& linear) {
@@ -191,10 +212,10 @@ void forward_same_input(std::span<const DeviceLinear* const> linears, bool share
   if (share_input && first) {
     first->quantize(x, rows, ws);
     for (size_t i = 0; i < linears.size(); ++i)
-      static_cast<const QuantizedDeviceLinear*>(linears[i])->multiply(rows, ys[i], ws);
+      static_cast<const QuantizedDeviceLinear*>(linears[i])->multiply(rows, ys[i], ws, {});
     return;
   }
-  for (size_t i = 0; i < linears.size(); ++i) linears[i]->forward(x, rows, ys[i], ws);
+  for (size_t i = 0; i < linears.size(); ++i) linears[i]->forward(x, rows, ys[i], ws, {});
 }
 
 }  // namespace fq::FQ_CUDA_NS

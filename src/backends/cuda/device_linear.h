@@ -8,6 +8,7 @@
 #include <string>
 
 #include "backends/cuda/device.h"
+#include "backends/cuda/epilogue.h"
 #include "backends/cuda/flatten_quantize.h"
 #include "fq/linear.h"
 #include "fq/quant/quantized_linear.h"
@@ -28,8 +29,11 @@ class DeviceLinear {
   virtual int64_t in_features() const = 0;
   virtual int64_t out_features() const = 0;
   virtual size_t weight_bytes() const = 0;
-  // y f16 [rows, out] = x f16 [rows, in] · Wᵀ + b.
-  virtual void forward(const __half* x, int64_t rows, __half* y, LinearWorkspace& workspace) const = 0;
+  // y f16 [rows, out] = epilogue(x f16 [rows, in] · Wᵀ + b): the activation applied, and with epilogue.residual
+  // the result added to that f32 [rows, out] instead (y is then scratch the Linear may or may not write).
+  // Quantized Linears fuse the epilogue into their GEMM; the others run it as separate kernels.
+  virtual void forward(const __half* x, int64_t rows, __half* y, LinearWorkspace& workspace,
+                       const Epilogue& epilogue) const = 0;
 };
 
 class HalfLinear final : public DeviceLinear {
@@ -40,7 +44,8 @@ class HalfLinear final : public DeviceLinear {
   int64_t in_features() const override { return in_; }
   int64_t out_features() const override { return out_; }
   size_t weight_bytes() const override { return weight_->bytes() + bias_.bytes(); }
-  void forward(const __half* x, int64_t rows, __half* y, LinearWorkspace& workspace) const override;
+  void forward(const __half* x, int64_t rows, __half* y, LinearWorkspace& workspace,
+               const Epilogue& epilogue) const override;
 
  private:
   std::shared_ptr<const DeviceBuffer> weight_;
@@ -58,7 +63,8 @@ class Fp8Linear final : public DeviceLinear {
   int64_t in_features() const override { return in_; }
   int64_t out_features() const override { return out_; }
   size_t weight_bytes() const override { return weights_.bytes() + bias_.bytes(); }
-  void forward(const __half* x, int64_t rows, __half* y, LinearWorkspace& workspace) const override;
+  void forward(const __half* x, int64_t rows, __half* y, LinearWorkspace& workspace,
+               const Epilogue& epilogue) const override;
 
  private:
   DeviceBuffer weights_, scales_, bias_;  // scales_: {input_scale, weight_scale}
@@ -89,12 +95,13 @@ class QuantizedDeviceLinear final : public DeviceLinear {
   int64_t in_features() const override { return in_; }
   int64_t out_features() const override { return out_; }
   size_t weight_bytes() const override;
-  void forward(const __half* x, int64_t rows, __half* y, LinearWorkspace& workspace) const override;
+  void forward(const __half* x, int64_t rows, __half* y, LinearWorkspace& workspace,
+               const Epilogue& epilogue) const override;
 
   // The two halves of forward(), so Linears reading one input (q/k/v, gate/up) with the same input
   // quantization flatten and quantize it once: codes into workspace.codes, steps into workspace.steps.
   void quantize(const __half* x, int64_t rows, LinearWorkspace& workspace) const;
-  void multiply(int64_t rows, __half* y, LinearWorkspace& workspace) const;
+  void multiply(int64_t rows, __half* y, LinearWorkspace& workspace, const Epilogue& epilogue) const;
   bool per_row_steps() const { return activation_.per_token; }
 
  private:

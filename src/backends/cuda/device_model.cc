@@ -181,12 +181,8 @@ class DeviceModel final : public GpuModel {
       add_positions(x, rows, seq, length_ + config_.position_offset, positions.as<const __half>(), hidden);
   }
 
-  void add_branch(float* x, int64_t rows) const {
-    const DeviceScope section("residual add");
-    add_residual(x, act_.branch.as<const __half>(), rows * config_.hidden_size);
-  }
-
-  void attention_block(const DeviceLayer& layer, size_t index, int64_t batch, int64_t seq, int64_t rows) {
+  // x += o(attention(q, k, v)) of norm(x) in act_.normed.
+  void attention_block(const DeviceLayer& layer, size_t index, float* x, int64_t batch, int64_t seq, int64_t rows) {
     const ModelConfig& c = config_;
     const int64_t start = length_, q_width = c.num_heads * c.head_dim, kv_width = c.num_kv_heads * c.head_dim;
     __half *q = act_.q.as<__half>(), *k = act_.k.as<__half>(), *v = act_.v.as<__half>();
@@ -210,10 +206,11 @@ class DeviceModel final : public GpuModel {
       attention(q, q_width, keys, values, act_.mixed.as<__half>(), batch, seq, start, capacity_, c.num_heads,
                 c.num_kv_heads, c.head_dim);
     }
-    layer.o->forward(act_.mixed.as<const __half>(), rows, act_.branch.as<__half>(), workspace_);
+    layer.o->forward(act_.mixed.as<const __half>(), rows, act_.branch.as<__half>(), workspace_, {.residual = x});
   }
 
-  void mlp_block(const DeviceLayer& layer, int64_t rows) {
+  // x += down(act(gate) · up, or act(up)) of norm(x) in act_.normed.
+  void mlp_block(const DeviceLayer& layer, float* x, int64_t rows) {
     const int64_t width = config_.intermediate_size;
     __half* up = act_.up.as<__half>();
     if (layer.gate) {
@@ -226,11 +223,10 @@ class DeviceModel final : public GpuModel {
       gated_activate(gate, up, rows * width, config_.activation);
       up = gate;
     } else {
-      layer.up->forward(act_.normed.as<const __half>(), rows, up, workspace_);
-      const DeviceScope section("activation");
-      activate(up, rows * width, config_.activation);
+      layer.up->forward(act_.normed.as<const __half>(), rows, up, workspace_,
+                        {.activate = true, .activation = config_.activation});
     }
-    layer.down->forward(up, rows, act_.branch.as<__half>(), workspace_);
+    layer.down->forward(up, rows, act_.branch.as<__half>(), workspace_, {.residual = x});
   }
 
   // The forward pass up to f32 logits in act_.logits; returns their row count.
@@ -252,11 +248,9 @@ class DeviceModel final : public GpuModel {
     for (size_t i = 0; i < layers_.size(); ++i) {
       const DeviceLayer& layer = layers_[i];
       norm(layer.attn_norm, x, act_.normed.as<__half>(), rows);
-      attention_block(layer, i, batch, seq, rows);
-      add_branch(x, rows);
+      attention_block(layer, i, x, batch, seq, rows);
       norm(layer.mlp_norm, x, act_.normed.as<__half>(), rows);
-      mlp_block(layer, rows);
-      add_branch(x, rows);
+      mlp_block(layer, x, rows);
     }
     length_ += seq;
 
@@ -268,7 +262,7 @@ class DeviceModel final : public GpuModel {
       out_rows = batch;
     }
     norm(final_norm, x, act_.normed.as<__half>(), out_rows);
-    head->forward(act_.normed.as<const __half>(), out_rows, act_.logits_half.as<__half>(), workspace_);
+    head->forward(act_.normed.as<const __half>(), out_rows, act_.logits_half.as<__half>(), workspace_, {});
     const DeviceScope section("logits to f32");
     convert_to_float(act_.logits_half.as<const __half>(), act_.logits.as<float>(), out_rows * c.vocab_size);
     return out_rows;

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "backends/cuda/epilogue.h"
 #include "backends/cuda/kernel_helpers.h"
 #include "fq/error.h"
 
@@ -92,17 +93,6 @@ struct ConvertToFloat {
     store_pack(out + i, result);
   }
 };
-
-// As ops::activate (src/ops/activation.cc): relu maps NaN to 0.
-template <Activation kActivation>
-__device__ __forceinline__ float activation_value(float x) {
-  if constexpr (kActivation == Activation::relu)
-    return x > 0.f ? x : 0.f;
-  else if constexpr (kActivation == Activation::silu)
-    return x / (1.f + __expf(-x));
-  else
-    return 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
-}
 
 // gate = act(gate) · up, or act(gate) when up is null.
 template <Activation kActivation>

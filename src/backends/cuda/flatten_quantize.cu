@@ -112,7 +112,8 @@ __global__ void __launch_bounds__(kThreads) dynamic_steps_kernel(const float* ma
 template <int N>
 __global__ void __launch_bounds__(kThreads)
     rescale_kernel(const int32_t* acc, int64_t rows, int64_t cols, const float* steps, bool step_per_row,
-                   const float* weight_scales, bool scale_per_column, const float* bias, __half* out) {
+                   const float* weight_scales, bool scale_per_column, const float* bias, __half* out,
+                   Epilogue epilogue) {
   const int64_t column = (int64_t{blockIdx.x} * blockDim.x + threadIdx.x) * N;
   if (column >= cols) return;
   Pack<float, N> scale, offset{};
@@ -126,11 +127,21 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
     const float step = steps[step_per_row ? row : 0];
     const Pack<int32_t, N> sums = load_pack<N>(acc + row * cols + column);
-    Pack<__half, N> result;
+    Pack<float, N> value;
 #pragma unroll
     for (int k = 0; k < N; ++k)
-      result.v[k] = __float2half_rn(fmaf(static_cast<float>(sums.v[k]), step * scale.v[k], offset.v[k]));
-    store_pack(out + row * cols + column, result);
+      value.v[k] = apply_activation(epilogue, fmaf(static_cast<float>(sums.v[k]), step * scale.v[k], offset.v[k]));
+    if (epilogue.residual) {
+      Pack<float, N> sum = load_pack<N>(epilogue.residual + row * cols + column);
+#pragma unroll
+      for (int k = 0; k < N; ++k) sum.v[k] += value.v[k];
+      store_pack(epilogue.residual + row * cols + column, sum);
+    } else {
+      Pack<__half, N> result;
+#pragma unroll
+      for (int k = 0; k < N; ++k) result.v[k] = __float2half_rn(value.v[k]);
+      store_pack(out + row * cols + column, result);
+    }
   }
 }
 
@@ -203,9 +214,12 @@ void flatten_quantize(const __half* x, int64_t rows, const DeviceFlattenPlan& pl
 }
 
 void rescale(const int32_t* acc, int64_t rows, int64_t cols, const float* steps, bool step_per_row,
-             const float* weight_scales, bool scale_per_column, const float* bias, __half* out) {
+             const float* weight_scales, bool scale_per_column, const float* bias, __half* out,
+             const Epilogue& epilogue) {
   check(rows > 0 && cols > 0, "cuda rescale: {} rows of {} columns", rows, cols);
-  const bool packed = cols % kOutputPack == 0 && pack_aligned<kOutputPack>(acc) && pack_aligned<kOutputPack>(out) &&
+  check(out || epilogue.residual, "cuda rescale: no output (neither out nor a residual)");
+  const bool packed = cols % kOutputPack == 0 && pack_aligned<kOutputPack>(acc) &&
+                      (epilogue.residual ? pack_aligned<kOutputPack>(epilogue.residual) : pack_aligned<kOutputPack>(out)) &&
                       (!scale_per_column || pack_aligned<kOutputPack>(weight_scales)) &&
                       (!bias || pack_aligned<kOutputPack>(bias));
   const int64_t column_packs = packed ? cols / kOutputPack : cols;
@@ -213,10 +227,11 @@ void rescale(const int32_t* acc, int64_t rows, int64_t cols, const float* steps,
   const dim3 grid = columns_by_rows_grid(column_packs, rows, threads);
   if (packed)
     FQ_LAUNCH(grid, threads, 0, nullptr, rescale_kernel<kOutputPack>)(acc, rows, cols, steps, step_per_row,
-                                                                    weight_scales, scale_per_column, bias, out);
+                                                                    weight_scales, scale_per_column, bias, out,
+                                                                    epilogue);
   else
     FQ_LAUNCH(grid, threads, 0, nullptr, rescale_kernel<1>)(acc, rows, cols, steps, step_per_row, weight_scales,
-                                                          scale_per_column, bias, out);
+                                                          scale_per_column, bias, out, epilogue);
   FQ_CHECK_LAUNCH();
 }
 

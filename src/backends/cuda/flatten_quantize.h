@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "backends/cuda/device.h"
+#include "backends/cuda/epilogue.h"
 #include "fq/quant/flatten.h"
 
 namespace fq::FQ_CUDA_NS {
@@ -47,7 +48,10 @@ void flatten_quantize(const __half* x, int64_t rows, const DeviceFlattenPlan& pl
 
 // The epilogue of the int32 GEMM acc [rows, cols]: out = half(fmaf(float(acc), step_r · scale_c, bias_c)), with
 // one step or one per row, one weight scale or one per column, and bias [cols] or null (0).
+// With an epilogue: the activation applied to the f32 value, and with epilogue.residual the value added to it
+// (out unused, may be null).
 void rescale(const int32_t* acc, int64_t rows, int64_t cols, const float* steps, bool step_per_row,
-             const float* weight_scales, bool scale_per_column, const float* bias, __half* out);
+             const float* weight_scales, bool scale_per_column, const float* bias, __half* out,
+             const Epilogue& epilogue = {});
 
 }  // namespace fq::FQ_CUDA_NS

@@ -41,24 +41,30 @@ struct Gemm {
   const float* scales;
   bool scale_per_column;
   const float* bias;  // or nullptr
-  __half* out;        // [rows, n]
+  __half* out;        // [rows, n]; unused with epilogue.residual
+  Epilogue epilogue;
 
-  __device__ __forceinline__ __half rescale(int64_t row, int64_t column, int32_t sum) const {
+  __device__ __forceinline__ float rescale(int64_t row, int64_t column, int32_t sum) const {
     const float step = __ldg(steps + (step_per_row ? row : 0));
     const float scale = __ldg(scales + (scale_per_column ? column : 0));
-    return __float2half_rn(fmaf(static_cast<float>(sum), step * scale, bias ? __ldg(bias + column) : 0.0f));
+    return apply_activation(epilogue,
+                            fmaf(static_cast<float>(sum), step * scale, bias ? __ldg(bias + column) : 0.0f));
   }
   __device__ __forceinline__ void store(int64_t row, int64_t column, int32_t sum) const {
-    if (row < rows && column < n) out[row * n + column] = rescale(row, column, sum);
+    if (row >= rows || column >= n) return;
+    if (epilogue.residual)
+      epilogue.residual[row * n + column] += rescale(row, column, sum);
+    else
+      out[row * n + column] = __float2half_rn(rescale(row, column, sum));
   }
   // Columns `column` (even) and column + 1 of a row, as one 4-byte store where the row allows it.
   __device__ __forceinline__ void store_pair(int64_t row, int64_t column, int32_t sum0, int32_t sum1) const {
     struct alignas(4) HalfPair {
       __half first, second;
     };
-    if (row < rows && column + 1 < n && n % 2 == 0) {
-      *reinterpret_cast<HalfPair*>(out + row * n + column) = HalfPair{rescale(row, column, sum0),
-                                                                      rescale(row, column + 1, sum1)};
+    if (row < rows && column + 1 < n && n % 2 == 0 && !epilogue.residual) {
+      *reinterpret_cast<HalfPair*>(out + row * n + column) =
+          HalfPair{__float2half_rn(rescale(row, column, sum0)), __float2half_rn(rescale(row, column + 1, sum1))};
     } else {
       store(row, column, sum0);
       store(row, column + 1, sum1);
@@ -261,15 +267,16 @@ bool aligned16(const void* pointer) { return reinterpret_cast<uintptr_t>(pointer
 // the bytes of a row of codes.
 Gemm make_gemm(const char* function, const void* codes, int64_t rows, int64_t k, const void* weights, int64_t n,
                int64_t largest_product, int64_t row_bytes, const float* steps, bool step_per_row,
-               const float* weight_scales, bool scale_per_column, const float* bias, __half* out) {
+               const float* weight_scales, bool scale_per_column, const float* bias, __half* out,
+               const Epilogue& epilogue) {
   check(rows > 0 && n > 0 && k > 0 && k % 64 == 0,
         "{}: rows {}, k {}, n {} (expected positive sizes, k a multiple of 64)", function, rows, k, n);
   check(k <= std::numeric_limits<int32_t>::max() / largest_product, "{}: k {} is too large for exact int32 sums",
         function, k);
   check((rows + kTileM - 1) / kTileM <= 65535 && (n + kDecodeColumns - 1) / kDecodeColumns <= 0x7fffffff,
         "{}: {} rows × {} columns is more than one launch covers", function, rows, n);
-  check(codes && weights && steps && weight_scales && out, "{}: null codes, weights, steps, weight scales or output",
-        function);
+  check(codes && weights && steps && weight_scales && (out || epilogue.residual),
+        "{}: null codes, weights, steps, weight scales or output", function);
   check(aligned16(codes) && aligned16(weights), "{}: codes and weights must be 16-byte aligned", function);
   return Gemm{.a = static_cast<const uint8_t*>(codes),
               .b = static_cast<const uint8_t*>(weights),
@@ -282,7 +289,8 @@ Gemm make_gemm(const char* function, const void* codes, int64_t rows, int64_t k,
               .scales = weight_scales,
               .scale_per_column = scale_per_column,
               .bias = bias,
-              .out = out};
+              .out = out,
+              .epilogue = epilogue};
 }
 
 // The fragments of mma.h read straight from rows of 32 bytes (int_gemm.h: mma_tile).
@@ -313,10 +321,10 @@ __global__ void mma_tile_kernel(const uint8_t* a, const uint8_t* b, const int32_
 
 void int_gemm_rescale(const int8_t* codes, int64_t rows, int64_t k, const void* weights, int weight_bits, int64_t n,
                       const float* steps, bool step_per_row, const float* weight_scales, bool scale_per_column,
-                      const float* bias, __half* out) {
+                      const float* bias, __half* out, const Epilogue& epilogue) {
   check(weight_bits == 8 || weight_bits == 4, "int_gemm_rescale: weight_bits {} (expected 8 or 4)", weight_bits);
   const Gemm gemm = make_gemm("int_gemm_rescale", codes, rows, k, weights, n, weight_bits == 8 ? 128 * 128 : 128 * 8,
-                              k, steps, step_per_row, weight_scales, scale_per_column, bias, out);
+                              k, steps, step_per_row, weight_scales, scale_per_column, bias, out, epilogue);
   if (weight_bits == 8) {
     launch<Operands::i8_i8>(gemm);
   } else {
@@ -326,9 +334,9 @@ void int_gemm_rescale(const int8_t* codes, int64_t rows, int64_t k, const void* 
 
 void int4_gemm_s4mma(const uint8_t* codes, int64_t rows, int64_t k, const uint8_t* weights, int64_t n,
                      const float* steps, bool step_per_row, const float* weight_scales, bool scale_per_column,
-                     const float* bias, __half* out) {
+                     const float* bias, __half* out, const Epilogue& epilogue) {
   const Gemm gemm = make_gemm("int4_gemm_s4mma", codes, rows, k, weights, n, 8 * 8, k / 2, steps, step_per_row,
-                              weight_scales, scale_per_column, bias, out);
+                              weight_scales, scale_per_column, bias, out, epilogue);
   launch<Operands::i4_i4>(gemm);
 }
 

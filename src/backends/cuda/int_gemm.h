@@ -4,11 +4,13 @@
 // (tensor-core mma.sync, mma.h). All pointers are device memory, codes and weights 16-byte aligned;
 // k (the flattened input width) is a multiple of 64. steps: one per row when step_per_row, else one; weight_scales: one
 // per output column when scale_per_column, else one; bias: n values, or nullptr for none.
-// Rows ≤ 16 (decoding) take a kernel that splits k over the warps of a block; more rows take 128×128 tiles.
+// An epilogue (epilogue.h) applies an activation to the f32 value and may add it to an f32 residual instead of
+// writing out. Rows ≤ 16 (decoding) take a kernel that splits k over the warps of a block; more rows take 128×128 tiles.
 #pragma once
 
 #include <cstdint>
 
+#include "backends/cuda/epilogue.h"
 #include "backends/cuda/portable.h"
 
 namespace fq::FQ_CUDA_NS {
@@ -18,13 +20,13 @@ namespace fq::FQ_CUDA_NS {
 // so that the weights cost half the memory and bandwidth (W4A8).
 void int_gemm_rescale(const int8_t* codes, int64_t rows, int64_t k, const void* weights, int weight_bits, int64_t n,
                       const float* steps, bool step_per_row, const float* weight_scales, bool scale_per_column,
-                      const float* bias, __half* out);
+                      const float* bias, __half* out, const Epilogue& epilogue = {});
 
 // Both operands packed int4 codes (codes [rows, k], weights [n, k], as fq::pack_int4) on the native
 // int4 mma of sm_80/sm_89 (A100, L40, RTX 4090); Hopper runs that instruction emulated and slowly.
 void int4_gemm_s4mma(const uint8_t* codes, int64_t rows, int64_t k, const uint8_t* weights, int64_t n,
                      const float* steps, bool step_per_row, const float* weight_scales, bool scale_per_column,
-                     const float* bias, __half* out);
+                     const float* bias, __half* out, const Epilogue& epilogue = {});
 
 // One warp runs one mma of mma.h, for its test: d[16, 8] = a[16, K] · b[8, K]ᵀ + c (int32, row-major),
 // a and b rows of 32 bytes: K = 32 int8 codes (bits 8) or 64 packed int4 codes (bits 4).
