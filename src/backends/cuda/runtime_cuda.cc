@@ -1,17 +1,14 @@
 // device.h on the CUDA runtime.
 #include <cuda_runtime.h>
 
-#include <mutex>
-#include <utility>
 
 #include "backends/cuda/device.h"
+#include "backends/cuda/memory_accounting.h"
 #include "fq/error.h"
 
 namespace fq::cuda {
 
 namespace {
-std::mutex memory_mutex;
-size_t in_use = 0, peak = 0;
 
 void check_cuda(cudaError_t status, const char* what) {
   if (status != cudaSuccess) fail("CUDA: {} failed: {} ({})", what, cudaGetErrorString(status), cudaGetErrorName(status));
@@ -59,28 +56,13 @@ DeviceBuffer::DeviceBuffer(size_t bytes) : bytes_(bytes) {
     fail("CUDA: out of device memory allocating {:.1f} MiB ({:.1f} MiB free of {:.1f} MiB)", bytes / 1048576.0,
          free_bytes / 1048576.0, total / 1048576.0);
   }
-  std::lock_guard lock(memory_mutex);
-  in_use += bytes;
-  peak = std::max(peak, in_use);
+  detail::count_allocation(bytes);
 }
 
 DeviceBuffer::~DeviceBuffer() {
   if (!data_) return;
   cudaFree(data_);
-  std::lock_guard lock(memory_mutex);
-  in_use -= bytes_;
-}
-
-DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
-
-DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
-  if (this != &other) {
-    DeviceBuffer old(std::move(*this));
-    data_ = std::exchange(other.data_, nullptr);
-    bytes_ = std::exchange(other.bytes_, 0);
-  }
-  return *this;
+  detail::count_release(bytes_);
 }
 
 void copy_to_device(void* destination, const void* source, size_t bytes) {
@@ -94,18 +76,5 @@ void copy_on_device(void* destination, const void* source, size_t bytes) {
 }
 void fill_zero(void* destination, size_t bytes) { check_cuda(cudaMemsetAsync(destination, 0, bytes), "cudaMemset"); }
 void synchronize() { check_cuda(cudaDeviceSynchronize(), "a queued kernel"); }
-
-size_t memory_in_use() {
-  std::lock_guard lock(memory_mutex);
-  return in_use;
-}
-size_t peak_memory_in_use() {
-  std::lock_guard lock(memory_mutex);
-  return peak;
-}
-void reset_peak_memory() {
-  std::lock_guard lock(memory_mutex);
-  peak = in_use;
-}
 
 }  // namespace fq::cuda
