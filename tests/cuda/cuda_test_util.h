@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,14 @@ class CudaTest : public ::testing::Test {
 
 // A fresh seed for every run (printed on failure by the caller), so that repeated runs cover new inputs.
 inline uint32_t fresh_seed() { return std::random_device{}(); }
+
+template <typename T>
+DeviceBuffer to_device(const std::vector<T>& values) {
+  return upload(std::span<const T>(values));
+}
+
+// A device buffer of `bytes` 0xff bytes (NaN as f32 and f16, -1 as integers), so that outputs left unwritten show.
+inline DeviceBuffer poisoned(size_t bytes) { return upload<uint8_t>(std::vector<uint8_t>(bytes, 0xff)); }
 
 }  // namespace fq::FQ_CUDA_NS::testing
 

@@ -19,6 +19,9 @@ FQ_CUDA_SUITE(Elementwise);
 
 namespace {
 
+using dev::testing::poisoned;
+using dev::testing::to_device;
+
 std::vector<float> random_floats(std::mt19937& rng, size_t count, float low, float high) {
   std::uniform_real_distribution<float> value(low, high);
   std::vector<float> out(count);
@@ -38,17 +41,6 @@ std::vector<float> to_float(const std::vector<uint16_t>& bits) {
   return out;
 }
 
-template <typename T>
-dev::DeviceBuffer to_device(const std::vector<T>& values) {
-  return dev::upload(std::span<const T>(values));
-}
-// A device buffer of `bytes` 0xff bytes (NaN as f32 and f16), so that outputs left unwritten show.
-dev::DeviceBuffer poisoned(size_t bytes) {
-  dev::DeviceBuffer buffer(bytes);
-  const std::vector<unsigned char> poison(bytes, 0xff);
-  dev::copy_to_device(buffer.data(), poison.data(), bytes);
-  return buffer;
-}
 std::vector<float> download_half(const dev::DeviceBuffer& buffer, size_t count) {
   return to_float(dev::download<uint16_t>(buffer.data(), count));
 }
@@ -166,16 +158,11 @@ FQ_CUDA_TEST(Elementwise, RopeMatchesCpu) {
     const int64_t width = c.heads * c.head_dim, stride = width + c.extra_columns, half = c.head_dim / 2;
     const std::vector<uint16_t> x = to_half(random_floats(rng, c.rows * stride, -3, 3));
 
-    // The tables as ops::rope builds them (src/ops/rope.cc build_table).
+    // The tables ops::rope rotates by.
     const int64_t positions = c.start + c.seq;
-    std::vector<float> cosines(positions * half), sines(positions * half);
-    for (int64_t p = 0; p < positions; ++p)
-      for (int64_t i = 0; i < half; ++i) {
-        const auto inverse_frequency = static_cast<float>(1.0 / std::pow(theta, double(2 * i) / double(c.head_dim)));
-        const float angle = static_cast<float>(p) * inverse_frequency;
-        cosines[p * half + i] = std::cos(angle);
-        sines[p * half + i] = std::sin(angle);
-      }
+    const auto table = fq::ops::rotation_table(positions, c.head_dim, theta);
+    const std::vector<float> cosines(table->cosines.begin(), table->cosines.begin() + positions * half),
+        sines(table->sines.begin(), table->sines.begin() + positions * half);
 
     std::vector<float> rows_in(c.rows * width);
     for (int64_t r = 0; r < c.rows; ++r)

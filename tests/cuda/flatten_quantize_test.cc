@@ -22,17 +22,9 @@ FQ_CUDA_SUITE(FlattenQuantize);
 
 namespace {
 
-template <typename T>
-dev::DeviceBuffer to_device(const std::vector<T>& values) {
-  return dev::upload(std::span<const T>(values));
-}
-// A device buffer of `bytes` 0xff bytes, so that outputs left unwritten show (-1 codes, NaN floats).
-dev::DeviceBuffer poisoned(size_t bytes) {
-  dev::DeviceBuffer buffer(bytes);
-  const std::vector<unsigned char> poison(bytes, 0xff);
-  dev::copy_to_device(buffer.data(), poison.data(), bytes);
-  return buffer;
-}
+using dev::testing::poisoned;
+using dev::testing::to_device;
+
 
 // A plan with copy counts 1..5 over in_features channels (threshold 1: channel maxima in (0, 5]).
 fq::FlattenPlan random_plan(std::mt19937& rng, int64_t in_features, int64_t align) {

@@ -56,7 +56,7 @@ Halves random_halves(std::mt19937& rng, int64_t count, float bound) {
 // Device memory of `count` T filled with 0xff bytes, so that an output the kernel skips shows.
 template <typename T>
 dev::DeviceBuffer poisoned(int64_t count) {
-  return dev::upload<uint8_t>(std::vector<uint8_t>(count * sizeof(T), 0xff));
+  return dev::testing::poisoned(count * sizeof(T));
 }
 
 // The e4m3 value of a code, computed independently of the kernels' decoder.
