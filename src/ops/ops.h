@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "fq/model.h"
 #include "fq/tensor.h"
@@ -13,6 +15,16 @@ namespace fq::ops {
 void norm(Tensor& x, const Norm& norm, NormKind kind, float eps);
 // out = norm(x) without touching x.
 void norm(const Tensor& x, Tensor& out, const Norm& norm, NormKind kind, float eps);
+
+// cos and sin of every (position, frequency) angle of RoPE, [positions, head_dim / 2] each, as HF computes them
+// (inverse frequencies in double rounded to f32, angles and their cos/sin in f32).
+struct RotationTable {
+  int64_t positions = 0;
+  std::vector<float> cosines, sines;
+};
+// The table for (head_dim, theta) covering at least `positions`, built once and shared (rope() and the CUDA
+// backend's RoPE read it).
+std::shared_ptr<const RotationTable> rotation_table(int64_t positions, int64_t head_dim, double theta);
 
 // HF half-split rotary embedding, in place, on x [batch*seq, heads*head_dim]; row b*seq+t has
 // position start + t.

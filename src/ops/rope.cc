@@ -11,12 +11,6 @@
 namespace fq::ops {
 
 namespace {
-// cos and sin of every (position, frequency) angle for positions [0, positions), [positions, half].
-struct RotationTable {
-  int64_t positions = 0;
-  std::vector<float> cosines, sines;
-};
-
 RotationTable build_table(int64_t positions, int64_t head_dim, double theta) {
   const int64_t half = head_dim / 2;
   RotationTable table{positions, std::vector<float>(positions * half), std::vector<float>(positions * half)};
@@ -35,6 +29,8 @@ RotationTable build_table(int64_t positions, int64_t head_dim, double theta) {
   return table;
 }
 
+}  // namespace
+
 // The table for (head_dim, theta) covering at least `positions`, computed once and shared by every
 // layer and call: the trigonometry otherwise costs more than the rotation. It grows by doubling;
 // a caller keeps its snapshot alive while another thread replaces it.
@@ -49,7 +45,6 @@ std::shared_ptr<const RotationTable> rotation_table(int64_t positions, int64_t h
   }
   return table;
 }
-}  // namespace
 
 void rope(Tensor& x, int64_t seq, int64_t heads, int64_t head_dim, int64_t start, double theta) {
   check(x.rank() == 2 && x.dtype() == DType::f32 && x.is_contiguous(),

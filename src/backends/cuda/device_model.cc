@@ -14,6 +14,7 @@
 #include "backends/cuda/random_fill.h"
 #include "fq/error.h"
 #include "fq/quant/quantize.h"
+#include "ops/ops.h"
 
 namespace fq::FQ_CUDA_NS {
 
@@ -126,21 +127,12 @@ class DeviceModel final : public GpuModel {
   bool head_tied_to_embedding = false;  // the head reads the embedding's buffer: counted once
 
  private:
+  // The CPU's RoPE tables (ops::rotation_table), so both rotate by the same cos and sin.
   void upload_rotation_tables(int64_t positions) {
-    // As src/ops/rope.cc: inverse frequencies in double rounded to f32, angles and their cos/sin in f32.
-    const int64_t half = config_.head_dim / 2;
-    std::vector<float> cosines(positions * half), sines(positions * half);
-    for (int64_t i = 0; i < half; ++i) {
-      const auto inverse_frequency =
-          static_cast<float>(1.0 / std::pow(config_.rope_theta, double(2 * i) / double(config_.head_dim)));
-      for (int64_t p = 0; p < positions; ++p) {
-        const float angle = static_cast<float>(p) * inverse_frequency;
-        cosines[p * half + i] = std::cos(angle);
-        sines[p * half + i] = std::sin(angle);
-      }
-    }
-    cosines_ = upload<float>(cosines);
-    sines_ = upload<float>(sines);
+    const auto table = ops::rotation_table(positions, config_.head_dim, config_.rope_theta);
+    const size_t count = size_t(positions) * (config_.head_dim / 2);
+    cosines_ = upload<float>({table->cosines.data(), count});
+    sines_ = upload<float>({table->sines.data(), count});
   }
 
   void grow(int64_t rows) {
