@@ -119,20 +119,19 @@ size_t QuantizedDeviceLinear::weight_bytes() const {
 void QuantizedDeviceLinear::quantize(const __half* x, int64_t rows, LinearWorkspace& ws) const {
   const DeviceScope section("flatten+quantize");
   LinearWorkspace::reserve(ws.codes, size_t(rows) * flat_);
-  LinearWorkspace::reserve(ws.maxima, size_t(rows) * sizeof(float));
-  LinearWorkspace::reserve(ws.steps, size_t(rows) * sizeof(float));
-  const float* steps = static_step_.as<const float>();
+  ws.code_steps = static_step_.as<const float>();
   if (activation_.dynamic) {
     // Per token: one maximum (and step) per row; per tensor: one for the whole input.
+    LinearWorkspace::reserve(ws.maxima, size_t(rows) * sizeof(float));
+    LinearWorkspace::reserve(ws.steps, size_t(rows) * sizeof(float));
     float* maxima = ws.maxima.as<float>();
     flattened_max(x, rows, plan_.view, activation_.per_token ? maxima : nullptr,
                   activation_.per_token ? nullptr : maxima);
     dynamic_steps(maxima, activation_.per_token ? rows : 1, qmax_, ws.steps.as<float>());
-    steps = ws.steps.as<const float>();
-  } else {
-    copy_on_device(ws.steps.data(), steps, sizeof(float));
+    ws.code_steps = ws.steps.as<const float>();
   }
-  flatten_quantize(x, rows, plan_.view, qmax_, activation_.stagger, steps, activation_.per_token, ws.codes.as<int8_t>());
+  flatten_quantize(x, rows, plan_.view, qmax_, activation_.stagger, ws.code_steps, activation_.per_token,
+                   ws.codes.as<int8_t>());
 }
 
 void QuantizedDeviceLinear::multiply(int64_t rows, __half* y, LinearWorkspace& ws, const Epilogue& epilogue) const {
@@ -147,18 +146,18 @@ void QuantizedDeviceLinear::multiply(int64_t rows, __half* y, LinearWorkspace& w
               flat_);
     }
     const DeviceScope section("int rescale");
-    rescale(ws.accumulators.as<const int32_t>(), rows, out_, ws.steps.as<const float>(), activation_.per_token, scales,
+    rescale(ws.accumulators.as<const int32_t>(), rows, out_, ws.code_steps, activation_.per_token, scales,
             per_column_scales_, bias, y, epilogue);
   } else if (native_s4_) {
     LinearWorkspace::reserve(ws.packed_codes, size_t(rows) * flat_ / 2);
     const DeviceScope section("int4 gemm (native s4, rescale fused)");
     pack_codes_int4(ws.codes.as<const int8_t>(), rows * flat_, ws.packed_codes.as<uint8_t>());
     int4_gemm_s4mma(ws.packed_codes.as<const uint8_t>(), rows, flat_, weights_.as<const uint8_t>(), out_,
-                    ws.steps.as<const float>(), activation_.per_token, scales, per_column_scales_, bias, y, epilogue);
+                    ws.code_steps, activation_.per_token, scales, per_column_scales_, bias, y, epilogue);
   } else {
     // W4A8: int4 weights unpacked inside the GEMM, the rescale fused.
     const DeviceScope section("int4-weight gemm (rescale fused)");
-    int_gemm_rescale(ws.codes.as<const int8_t>(), rows, flat_, weights_.data(), 4, out_, ws.steps.as<const float>(),
+    int_gemm_rescale(ws.codes.as<const int8_t>(), rows, flat_, weights_.data(), 4, out_, ws.code_steps,
                      activation_.per_token, scales, per_column_scales_, bias, y, epilogue);
   }
 }

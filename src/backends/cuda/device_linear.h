@@ -18,6 +18,8 @@ namespace fq::FQ_CUDA_NS {
 // Scratch that every Linear of a model reuses, grown on demand.
 struct LinearWorkspace {
   DeviceBuffer codes, packed_codes, accumulators, maxima, steps;
+  // The steps the codes were quantized with: a static step's own buffer, or `steps`.
+  const float* code_steps = nullptr;
   static void reserve(DeviceBuffer& buffer, size_t bytes) {
     if (buffer.bytes() < bytes) buffer = DeviceBuffer(bytes);
   }
@@ -99,7 +101,7 @@ class QuantizedDeviceLinear final : public DeviceLinear {
                const Epilogue& epilogue) const override;
 
   // The two halves of forward(), so Linears reading one input (q/k/v, gate/up) with the same input
-  // quantization flatten and quantize it once: codes into workspace.codes, steps into workspace.steps.
+  // quantization flatten and quantize it once: codes into workspace.codes, their steps at workspace.code_steps.
   void quantize(const __half* x, int64_t rows, LinearWorkspace& workspace) const;
   void multiply(int64_t rows, __half* y, LinearWorkspace& workspace, const Epilogue& epilogue) const;
   bool per_row_steps() const { return activation_.per_token; }
