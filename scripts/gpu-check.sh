@@ -108,7 +108,7 @@ if wants fq; then
   # --profile adds one prefill with every section drained: the flatten+quantize share comes from it.
   for format in ${FQ_BENCH_FORMATS:-fp16 w8a8 mixed fp8}; do
     echo "== fq bench $format"
-    "$fq_bin" bench --device cuda --random-weights --arch "${FQ_BENCH_ARCH:-opt-13b}" --formats "$format" \
+    FQ_CUDA_TUNE=verbose "$fq_bin" bench --device cuda --random-weights --arch "${FQ_BENCH_ARCH:-opt-13b}" --formats "$format" \
       --batch 16 --prompt 512 --decode 16 --profile --json "$out/fq_bench_$format.json"
   done
 fi

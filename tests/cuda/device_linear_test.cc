@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backends/cuda/autotune.h"
 #include "backends/cuda/device_linear.h"
 #include "backends/cuda/elementwise.h"
 #include "cuda/cuda_test_util.h"
@@ -139,6 +140,25 @@ FQ_CUDA_TEST(DeviceLinear, QuantizedLinearsMatchTheCpuIntegerPath) {
     cpu->forward(x, want);
     // The same codes on both sides; the device rounds its output to f16.
     expect_every_epilogue(*dev::upload_linear(*cpu), x, want);
+    if (c.weight_bits == 8) {
+      // Both ways of multiplying, and the run-time choice between them with tuning on: the candidates' timing
+      // runs must leave the residual as one forward pass would.
+      for (const auto product : {dev::Int8Product::cublaslt, dev::Int8Product::fused}) {
+        SCOPED_TRACE(product == dev::Int8Product::fused ? "fused" : "cublaslt");
+        const dev::QuantizedDeviceLinear linear(dev::quantized_weights(*cpu), dev::preferred_int4_product(), product);
+        expect_every_epilogue(linear, x, want);
+      }
+      const dev::Tuning previous = dev::tuning();
+      dev::set_tuning(dev::Tuning::on);
+      const dev::QuantizedDeviceLinear tuned(dev::quantized_weights(*cpu));
+      for (const Finish finish : {Finish::plain, Finish::relu, Finish::residual}) {
+        dev::forget_tuned_choices();
+        const size_t timed_before = dev::tuned_choices();
+        expect_close(device_forward(tuned, x, finish), finish == Finish::relu ? relu(want) : want, 2e-3);
+        EXPECT_EQ(dev::tuned_choices(), timed_before + 1);
+      }
+      dev::set_tuning(previous);
+    }
     if (c.weight_bits == 4 && c.activation_bits == 4) {
       const dev::QuantizedDeviceLinear native(dev::quantized_weights(*cpu), dev::Int4Product::native_s4);
       expect_every_epilogue(native, x, want);

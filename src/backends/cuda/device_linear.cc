@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "backends/cuda/autotune.h"
 #include "backends/cuda/device_profile.h"
 #include "backends/cuda/elementwise.h"
 #include "backends/cuda/gemm.h"
@@ -91,7 +92,7 @@ Int4Product preferred_int4_product() {
   return capability >= 80 && capability < 90 ? Int4Product::native_s4 : Int4Product::unpack_to_int8;
 }
 
-QuantizedDeviceLinear::QuantizedDeviceLinear(QuantizedWeights w, Int4Product int4_product)
+QuantizedDeviceLinear::QuantizedDeviceLinear(QuantizedWeights w, Int4Product int4_product, Int8Product int8_product)
     : plan_(upload_plan(w.plan)),
       in_(w.plan.in_features),
       flat_(w.plan.flat_features()),
@@ -103,7 +104,8 @@ QuantizedDeviceLinear::QuantizedDeviceLinear(QuantizedWeights w, Int4Product int
       weight_scales_(upload_floats(w.weight_scales)),
       bias_(upload_floats(w.bias)),
       per_column_scales_(w.weight_scales.size() > 1),
-      native_s4_(int4_product == Int4Product::native_s4 && w.weight_bits == 4 && w.activation.bits == 4) {
+      native_s4_(int4_product == Int4Product::native_s4 && w.weight_bits == 4 && w.activation.bits == 4),
+      int8_product_(int8_product) {
   check(flat_ % kFlatAlign == 0, "device Linear: flattened width {} is not a multiple of {}", flat_, kFlatAlign);
   check(weight_bits_ == 8 || weight_bits_ == 4, "device Linear: {}-bit weights (expected 8 or 4)", weight_bits_);
   if (!activation_.dynamic) {
@@ -138,16 +140,21 @@ void QuantizedDeviceLinear::multiply(int64_t rows, __half* y, LinearWorkspace& w
   const float* scales = weight_scales_.as<const float>();
   const float* bias = bias_.empty() ? nullptr : bias_.as<const float>();
   if (weight_bits_ == 8) {
-    // cuBLASLt's IMMA GEMM, then the rescale epilogue.
-    LinearWorkspace::reserve(ws.accumulators, size_t(rows) * out_ * sizeof(int32_t));
-    {
-      const DeviceScope section("int8 gemm");
-      gemm_s8(ws.codes.as<const int8_t>(), weights_.as<const int8_t>(), ws.accumulators.as<int32_t>(), rows, out_,
-              flat_);
+    Int8Product product = int8_product_;
+    if (product == Int8Product::fastest) {
+      static const std::string names[] = {"cublaslt int8 gemm + rescale", "fused int8 gemm"};
+      // Timed without the residual add, which running every candidate would repeat; y is written instead.
+      const Epilogue timed{.activate = epilogue.activate, .activation = epilogue.activation};
+      const std::string key = fmt::format("int8 product rows={} out={} k={}{}{}", rows, out_, flat_,
+                                          activation_.per_token ? " per-token" : "",
+                                          per_column_scales_ ? " per-channel" : "");
+      product = fastest(key, names, [&](size_t i) {
+                  multiply_int8(i == 0 ? Int8Product::cublaslt : Int8Product::fused, rows, y, ws, timed);
+                }) == 0
+                    ? Int8Product::cublaslt
+                    : Int8Product::fused;
     }
-    const DeviceScope section("int rescale");
-    rescale(ws.accumulators.as<const int32_t>(), rows, out_, ws.code_steps, activation_.per_token, scales,
-            per_column_scales_, bias, y, epilogue);
+    multiply_int8(product, rows, y, ws, epilogue);
   } else if (native_s4_) {
     LinearWorkspace::reserve(ws.packed_codes, size_t(rows) * flat_ / 2);
     const DeviceScope section("int4 gemm (native s4, rescale fused)");
@@ -160,6 +167,27 @@ void QuantizedDeviceLinear::multiply(int64_t rows, __half* y, LinearWorkspace& w
     int_gemm_rescale(ws.codes.as<const int8_t>(), rows, flat_, weights_.data(), 4, out_, ws.code_steps,
                      activation_.per_token, scales, per_column_scales_, bias, y, epilogue);
   }
+}
+
+void QuantizedDeviceLinear::multiply_int8(Int8Product product, int64_t rows, __half* y, LinearWorkspace& ws,
+                                          const Epilogue& epilogue) const {
+  const float* scales = weight_scales_.as<const float>();
+  const float* bias = bias_.empty() ? nullptr : bias_.as<const float>();
+  if (product == Int8Product::fused) {
+    const DeviceScope section("int8 gemm (rescale fused)");
+    int_gemm_rescale(ws.codes.as<const int8_t>(), rows, flat_, weights_.data(), 8, out_, ws.code_steps,
+                     activation_.per_token, scales, per_column_scales_, bias, y, epilogue);
+    return;
+  }
+  LinearWorkspace::reserve(ws.accumulators, size_t(rows) * out_ * sizeof(int32_t));
+  {
+    const DeviceScope section("int8 gemm");
+    gemm_s8(ws.codes.as<const int8_t>(), weights_.as<const int8_t>(), ws.accumulators.as<int32_t>(), rows, out_,
+            flat_);
+  }
+  const DeviceScope section("int rescale");
+  rescale(ws.accumulators.as<const int32_t>(), rows, out_, ws.code_steps, activation_.per_token, scales,
+          per_column_scales_, bias, y, epilogue);
 }
 
 void QuantizedDeviceLinear::forward(const __half* x, int64_t rows, __half* y, LinearWorkspace& ws,

@@ -91,9 +91,15 @@ enum class Int4Product { unpack_to_int8, native_s4 };
 // native_s4 on compute capability 8.0 to 8.9, else unpack_to_int8 (the emulator included).
 Int4Product preferred_int4_product();
 
+// How a Linear with 8-bit weights multiplies: cuBLASLt's int8 GEMM into int32 then the rescale kernel (which
+// writes and re-reads an int32 [rows, out]), or our integer GEMM with the rescale fused (int_gemm.h); `fastest`
+// times both on each shape's first call (autotune.h) and keeps the faster.
+enum class Int8Product { fastest, cublaslt, fused };
+
 class QuantizedDeviceLinear final : public DeviceLinear {
  public:
-  explicit QuantizedDeviceLinear(QuantizedWeights weights, Int4Product int4_product = preferred_int4_product());
+  explicit QuantizedDeviceLinear(QuantizedWeights weights, Int4Product int4_product = preferred_int4_product(),
+                                 Int8Product int8_product = Int8Product::fastest);
   int64_t in_features() const override { return in_; }
   int64_t out_features() const override { return out_; }
   size_t weight_bytes() const override;
@@ -115,6 +121,10 @@ class QuantizedDeviceLinear final : public DeviceLinear {
   DeviceBuffer weights_, static_step_, weight_scales_, bias_;
   bool per_column_scales_;
   bool native_s4_;  // 4-bit weights and activations on the native s4 mma
+  Int8Product int8_product_;
+
+  void multiply_int8(Int8Product product, int64_t rows, __half* y, LinearWorkspace& workspace,
+                     const Epilogue& epilogue) const;
 };
 
 // f16 copy of f32 values.

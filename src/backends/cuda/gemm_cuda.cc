@@ -1,13 +1,17 @@
-// gemm.h on cuBLASLt: one handle and workspace per process, and the heuristic's choice of algorithm cached
-// per shape, so that a call costs the descriptors' setup (no allocation) and the launch.
+// gemm.h on cuBLASLt: one handle and workspace per process, and one algorithm per shape, chosen on the shape's
+// first call by timing the heuristic's best few (autotune.h; with tuning off, the heuristic's first) and cached,
+// so that a later call costs the descriptors' setup (no allocation) and the launch.
 #include <cublasLt.h>
 
 #include <algorithm>
 #include <bit>
 #include <map>
 #include <mutex>
+#include <string>
 #include <tuple>
+#include <vector>
 
+#include "backends/cuda/autotune.h"
 #include "backends/cuda/device.h"
 #include "backends/cuda/gemm.h"
 #include "backends/cuda/reference_gemm.h"
@@ -18,6 +22,8 @@ namespace fq::cuda {
 namespace {
 
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+// How many of the heuristic's algorithms are timed for a new shape.
+constexpr int kCandidateAlgorithms = 6;
 
 void check_cublas(cublasStatus_t status, const char* call) {
   if (status != CUBLAS_STATUS_SUCCESS)
@@ -74,13 +80,10 @@ uint32_t common_alignment(std::initializer_list<const void*> pointers) {
 
 using AlgorithmKey = std::tuple<GemmKind, int64_t, int64_t, int64_t, bool, uint32_t>;
 
-cublasLtMatmulAlgo_t choose_algorithm(const AlgorithmKey& key, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
-                                      cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t d, const char* function) {
-  static std::mutex mutex;
-  static std::map<AlgorithmKey, cublasLtMatmulAlgo_t> chosen;
-  std::lock_guard lock(mutex);
-  if (auto found = chosen.find(key); found != chosen.end()) return found->second;
-
+// The heuristic's best algorithms for the shape, at most kCandidateAlgorithms, best first.
+std::vector<cublasLtMatmulAlgo_t> candidate_algorithms(const AlgorithmKey& key, cublasLtMatmulDesc_t desc,
+                                                       cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                                                       cublasLtMatrixLayout_t d, const char* function) {
   cublasLtMatmulPreferenceOpaque_t preference_storage;
   cublasLtMatmulPreference_t preference = &preference_storage;
   check_cublas(cublasLtMatmulPreferenceInit(preference), "cublasLtMatmulPreferenceInit");
@@ -96,14 +99,19 @@ cublasLtMatmulAlgo_t choose_algorithm(const AlgorithmKey& key, cublasLtMatmulDes
     check_cublas(cublasLtMatmulPreferenceSetAttribute(preference, attribute, value, sizeof(alignment)),
                  "cublasLtMatmulPreferenceSetAttribute");
 
-  cublasLtMatmulHeuristicResult_t result{};
+  cublasLtMatmulHeuristicResult_t results[kCandidateAlgorithms]{};
   int found = 0;
-  check_cublas(cublasLtMatmulAlgoGetHeuristic(context().handle, desc, a, b, d, d, preference, 1, &result, &found),
+  check_cublas(cublasLtMatmulAlgoGetHeuristic(context().handle, desc, a, b, d, d, preference, kCandidateAlgorithms,
+                                              results, &found),
                "cublasLtMatmulAlgoGetHeuristic");
   const auto [kind, m, n, k, bias, aligned_to] = key;
   check(found > 0, "cuBLASLt: no algorithm for {} with m, n, k = {}, {}, {}{} ({}-byte aligned)", function, m, n, k,
         bias ? " and a bias" : "", aligned_to);
-  return chosen.emplace(key, result.algo).first->second;
+  std::vector<cublasLtMatmulAlgo_t> algorithms;
+  for (int i = 0; i < found; ++i)
+    if (results[i].state == CUBLAS_STATUS_SUCCESS) algorithms.push_back(results[i].algo);
+  check(!algorithms.empty(), "cuBLASLt: no usable algorithm for {} with m, n, k = {}, {}, {}", function, m, n, k);
+  return algorithms;
 }
 
 // Row-major y [m,n] = x [m,k] · w [n,k]ᵀ is column-major yᵀ (n × m) = w · xᵀ: A = w read transposed (k × n,
@@ -132,11 +140,31 @@ void matmul(const char* function, const Operation& op, const void* x, const void
   check_cublas(cublasLtMatrixLayoutInit(d, op.output, n, m, n), "cublasLtMatrixLayoutInit");
 
   const AlgorithmKey key{op.kind, m, n, k, op.bias != nullptr, common_alignment({x, w, y})};
-  const cublasLtMatmulAlgo_t algorithm = choose_algorithm(key, desc, a, b, d, function);
-  // C is D with beta = 0: cuBLASLt reads no C then.
-  check_cublas(cublasLtMatmul(lt.handle, desc, op.alpha, w, a, x, b, op.beta, y, d, y, d, &algorithm, lt.workspace,
-                              kWorkspaceBytes, nullptr),
-               "cublasLtMatmul");
+  auto launch = [&](const cublasLtMatmulAlgo_t& algorithm) {
+    // C is D with beta = 0: cuBLASLt reads no C then.
+    check_cublas(cublasLtMatmul(lt.handle, desc, op.alpha, w, a, x, b, op.beta, y, d, y, d, &algorithm, lt.workspace,
+                                kWorkspaceBytes, nullptr),
+                 "cublasLtMatmul");
+  };
+  static std::mutex mutex;
+  static std::map<AlgorithmKey, cublasLtMatmulAlgo_t> chosen;
+  std::unique_lock lock(mutex);
+  if (auto found = chosen.find(key); found != chosen.end()) {
+    const cublasLtMatmulAlgo_t algorithm = found->second;
+    lock.unlock();
+    launch(algorithm);
+    return;
+  }
+  const std::vector<cublasLtMatmulAlgo_t> algorithms = candidate_algorithms(key, desc, a, b, d, function);
+  std::vector<std::string> names;
+  for (size_t i = 0; i < algorithms.size(); ++i) names.push_back(fmt::format("heuristic #{}", i + 1));
+  const std::string tuning_key = fmt::format("{} m={} n={} k={}{} ({}-byte aligned)", function, m, n, k,
+                                             op.bias ? " +bias" : "", std::get<5>(key));
+  // The timing runs write y as the real call does; the chosen algorithm then runs once more for the result.
+  const size_t best = fastest(tuning_key, names, [&](size_t i) { launch(algorithms[i]); });
+  chosen.emplace(key, algorithms[best]);
+  lock.unlock();
+  launch(algorithms[best]);
 }
 
 }  // namespace
