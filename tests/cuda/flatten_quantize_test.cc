@@ -1,7 +1,8 @@
 // The FlattenQuant input side of the CUDA backend (flatten_quantize.h) against the CPU, bit for bit: flattened
 // maxima as quant::FlattenQuantizer, steps as quant::dynamic_step, codes as flatten_quantize_value on random and
 // edge values (±0, ties, saturation, f16 max, ±inf, NaN) for n = 1..5 copies, qmax 7 and 127, both roundings, one
-// step or one per row; and the rescale epilogue as cpu::rescale_rows within one f16 rounding.
+// step or one per row; the norm fused with flatten + quantize against ops::norm then flatten_quantize_value; and the
+// rescale epilogue as cpu::rescale_rows within one f16 rounding.
 #include <bit>
 #include <cmath>
 #include <limits>
@@ -14,6 +15,7 @@
 #include "fq/dtype.h"
 #include "fq/error.h"
 #include "fq/quant/flatten.h"
+#include "ops/ops.h"
 #include "quant/activation_quant.h"
 
 namespace dev = fq::FQ_CUDA_NS;
@@ -279,6 +281,117 @@ FQ_CUDA_TEST(FlattenQuantize, RescaleMatchesCpu) {
                   << "at " << i;
             }
           }
+}
+
+FQ_CUDA_TEST(FlattenQuantize, NormFusedWithQuantizationMatchesCpu) {
+  // RMSNorm and LayerNorm (with and without bias), widths that take the packed and the scalar kernels, static and
+  // dynamic per-row steps. The CPU sums the norm's statistics in double and the device in float, so a few codes
+  // whose scaled value sits on a rounding boundary may differ by one; everything else must match.
+  struct Case {
+    fq::NormKind kind;
+    bool bias;
+    int64_t width, align;
+    bool stagger, dynamic;
+  };
+  int64_t compared = 0, differing = 0;
+  for (const Case c : {Case{fq::NormKind::rms_norm, false, 200, 8, true, false},
+                       Case{fq::NormKind::rms_norm, false, 200, 8, true, true},
+                       Case{fq::NormKind::layer_norm, true, 200, 8, false, false},
+                       Case{fq::NormKind::layer_norm, true, 67, 1, true, true},
+                       Case{fq::NormKind::layer_norm, false, 96, 8, false, true},
+                       Case{fq::NormKind::rms_norm, false, 67, 8, true, false}}) {
+    const uint32_t seed = dev::testing::fresh_seed();
+    SCOPED_TRACE(::testing::Message() << "seed " << seed << ", layer norm " << (c.kind == fq::NormKind::layer_norm)
+                                      << ", bias " << c.bias << ", width " << c.width << ", stagger " << c.stagger
+                                      << ", dynamic " << c.dynamic);
+    std::mt19937 rng(seed);
+    const int64_t rows = 7;
+    const int qmax = 127;
+    const float eps = 1e-5f;
+    std::normal_distribution<float> normal(0.f, 1.f);
+    fq::Tensor x = fq::Tensor::empty(fq::DType::f32, {rows, c.width});
+    fq::Norm norm{fq::Tensor::empty(fq::DType::f32, {c.width}), {}};
+    for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = normal(rng) * (i % 11 == 3 ? 30.f : 1.f) + 0.3f;
+    for (int64_t j = 0; j < c.width; ++j) norm.weight.data<float>()[j] = 1.f + 0.2f * normal(rng);
+    if (c.bias) {
+      norm.bias = fq::Tensor::empty(fq::DType::f32, {c.width});
+      for (int64_t j = 0; j < c.width; ++j) norm.bias.data<float>()[j] = 0.1f * normal(rng);
+    }
+    fq::Tensor normed = fq::Tensor::empty(fq::DType::f32, {rows, c.width});
+    fq::ops::norm(x, normed, norm, c.kind, eps);
+
+    // The plan from the normalized values' channel maxima, so that outlier channels are split.
+    std::vector<float> channel_max(c.width, 0.f);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < c.width; ++j)
+        channel_max[j] = std::max(channel_max[j], std::fabs(normed.data<float>()[r * c.width + j]));
+    const fq::FlattenPlan plan = fq::plan_flatten(channel_max, 3.f, c.align);
+    const int64_t flat = plan.flat_features();
+    const fq::quant::FlattenQuantizer quantizer(plan, qmax, c.stagger);
+
+    const dev::DevicePlanStorage device_plan = dev::upload_plan(plan);
+    const dev::DeviceBuffer device_x = to_device(std::vector<float>(x.data<float>(), x.data<float>() + x.numel()));
+    const dev::DeviceBuffer weight = to_device(std::vector<float>(norm.weight.data<float>(),
+                                                                  norm.weight.data<float>() + c.width));
+    const dev::DeviceBuffer bias = c.bias ? to_device(std::vector<float>(norm.bias.data<float>(),
+                                                                         norm.bias.data<float>() + c.width))
+                                          : dev::DeviceBuffer();
+    const float static_step = 3.f / qmax;
+    const dev::DeviceBuffer step = to_device(std::vector<float>{static_step}), row_steps = poisoned(rows * 4),
+                            codes = poisoned(rows * flat);
+    const dev::NormParameters parameters{weight.as<float>(), c.bias ? bias.as<float>() : nullptr,
+                                         c.kind == fq::NormKind::layer_norm, eps};
+    dev::norm_flatten_quantize(device_x.as<float>(), rows, parameters, device_plan.view, qmax, c.stagger,
+                               c.dynamic ? nullptr : step.as<float>(), c.dynamic ? row_steps.as<float>() : nullptr,
+                               codes.as<int8_t>());
+    const std::vector<int8_t> got = dev::download<int8_t>(codes.data(), rows * flat);
+    const std::vector<float> got_steps = dev::download<float>(row_steps.data(), rows);
+
+    std::vector<int32_t> copy_codes;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = normed.data<float>() + r * c.width;
+      float row_step = static_step;
+      if (c.dynamic) {
+        const float want_step = fq::quant::dynamic_step(
+            quantizer.flattened_max(row, 1, c.width, fq::quant::FlattenQuantizer::Path::reference), qmax);
+        ASSERT_NEAR(got_steps[r], want_step, 1e-5f * want_step) << "row " << r;
+        row_step = got_steps[r];  // the codes below are compared at the device's step
+      }
+      for (int64_t column = 0; column < flat; ++column) {
+        const int32_t channel = plan.source[column];
+        int32_t want = 0;
+        if (channel >= 0) {
+          copy_codes.resize(plan.copies[channel]);
+          fq::flatten_quantize_value(row[channel], row_step, plan.copies[channel], qmax, c.stagger, copy_codes.data());
+          want = copy_codes[plan.copy_index[column]];
+        }
+        const int got_code = got[r * flat + column];
+        ASSERT_LE(std::abs(got_code - want), 1) << "row " << r << ", column " << column << ", x " << row[channel];
+        ++compared;
+        differing += got_code != want;
+      }
+    }
+  }
+  EXPECT_LE(differing, compared / 200) << differing << " of " << compared << " codes differ";
+}
+
+FQ_CUDA_TEST(FlattenQuantize, NormFusionRefusesWideRowsAndAmbiguousSteps) {
+  EXPECT_TRUE(dev::norm_fusable(12288));
+  EXPECT_FALSE(dev::norm_fusable(12289));
+  const dev::DevicePlanStorage plan = dev::upload_plan(fq::FlattenPlan::from_copies({1, 2}, 1.f, 4));
+  const dev::DeviceBuffer buffer(1024);
+  const dev::NormParameters rms{buffer.as<float>(), nullptr, false, 1e-5f};
+  // Both a static step and row steps, then neither.
+  EXPECT_THROW(dev::norm_flatten_quantize(buffer.as<float>(), 1, rms, plan.view, 127, true, buffer.as<float>(),
+                                          buffer.as<float>(), buffer.as<int8_t>()),
+               fq::Error);
+  EXPECT_THROW(dev::norm_flatten_quantize(buffer.as<float>(), 1, rms, plan.view, 127, true, nullptr, nullptr,
+                                          buffer.as<int8_t>()),
+               fq::Error);
+  const dev::DevicePlanStorage wide = dev::upload_plan(fq::FlattenPlan::from_copies(std::vector<int32_t>(12289, 1), 1.f, 1));
+  EXPECT_THROW(dev::norm_flatten_quantize(buffer.as<float>(), 1, rms, wide.view, 127, true, buffer.as<float>(), nullptr,
+                                          buffer.as<int8_t>()),
+               fq::Error);
 }
 
 FQ_CUDA_TEST(FlattenQuantize, RejectsBadArguments) {

@@ -136,6 +136,24 @@ void QuantizedDeviceLinear::quantize(const __half* x, int64_t rows, LinearWorksp
                    ws.codes.as<int8_t>());
 }
 
+bool QuantizedDeviceLinear::quantize_normed(const float* x, int64_t rows, const NormParameters& norm,
+                                            LinearWorkspace& ws) const {
+  if ((activation_.dynamic && !activation_.per_token) || !norm_fusable(in_)) return false;
+  const DeviceScope section("norm+flatten+quantize");
+  LinearWorkspace::reserve(ws.codes, size_t(rows) * flat_);
+  if (activation_.dynamic) {
+    LinearWorkspace::reserve(ws.steps, size_t(rows) * sizeof(float));
+    norm_flatten_quantize(x, rows, norm, plan_.view, qmax_, activation_.stagger, nullptr, ws.steps.as<float>(),
+                          ws.codes.as<int8_t>());
+    ws.code_steps = ws.steps.as<const float>();
+  } else {
+    norm_flatten_quantize(x, rows, norm, plan_.view, qmax_, activation_.stagger, static_step_.as<const float>(),
+                          nullptr, ws.codes.as<int8_t>());
+    ws.code_steps = static_step_.as<const float>();
+  }
+  return true;
+}
+
 void QuantizedDeviceLinear::multiply(int64_t rows, __half* y, LinearWorkspace& ws, const Epilogue& epilogue) const {
   const float* scales = weight_scales_.as<const float>();
   const float* bias = bias_.empty() ? nullptr : bias_.as<const float>();
@@ -234,15 +252,35 @@ std::unique_ptr<DeviceLinear> upload_linear(const Linear& linear) {
 }
 
 void forward_same_input(std::span<const DeviceLinear* const> linears, bool share_input, const __half* x, int64_t rows,
-                        std::span<__half* const> ys, LinearWorkspace& ws) {
+                        std::span<__half* const> ys, LinearWorkspace& ws, const Epilogue& epilogue) {
   const auto* first = dynamic_cast<const QuantizedDeviceLinear*>(linears[0]);
   if (share_input && first) {
     first->quantize(x, rows, ws);
     for (size_t i = 0; i < linears.size(); ++i)
-      static_cast<const QuantizedDeviceLinear*>(linears[i])->multiply(rows, ys[i], ws, {});
+      static_cast<const QuantizedDeviceLinear*>(linears[i])->multiply(rows, ys[i], ws, epilogue);
     return;
   }
-  for (size_t i = 0; i < linears.size(); ++i) linears[i]->forward(x, rows, ys[i], ws, {});
+  for (size_t i = 0; i < linears.size(); ++i) linears[i]->forward(x, rows, ys[i], ws, epilogue);
+}
+
+void forward_normed(std::span<const DeviceLinear* const> linears, bool share_input, const float* x, int64_t rows,
+                    const NormParameters& norm, __half* normed, std::span<__half* const> ys, LinearWorkspace& ws,
+                    const Epilogue& epilogue) {
+  const auto* first = dynamic_cast<const QuantizedDeviceLinear*>(linears[0]);
+  if (first && (share_input || linears.size() == 1) && first->quantize_normed(x, rows, norm, ws)) {
+    for (size_t i = 0; i < linears.size(); ++i)
+      static_cast<const QuantizedDeviceLinear*>(linears[i])->multiply(rows, ys[i], ws, epilogue);
+    return;
+  }
+  {
+    const DeviceScope section("norm");
+    const int64_t width = linears[0]->in_features();
+    if (norm.center)
+      layer_norm(x, normed, rows, width, norm.weight, norm.bias, norm.eps);
+    else
+      rms_norm(x, normed, rows, width, norm.weight, norm.eps);
+  }
+  forward_same_input(linears, share_input, normed, rows, ys, ws, epilogue);
 }
 
 }  // namespace fq::FQ_CUDA_NS

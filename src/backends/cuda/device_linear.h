@@ -109,6 +109,10 @@ class QuantizedDeviceLinear final : public DeviceLinear {
   // The two halves of forward(), so Linears reading one input (q/k/v, gate/up) with the same input
   // quantization flatten and quantize it once: codes into workspace.codes, their steps at workspace.code_steps.
   void quantize(const __half* x, int64_t rows, LinearWorkspace& workspace) const;
+  // quantize(norm(x)) in one kernel, from the f32 residual stream x [rows, in] (the normalized values are never
+  // rounded to f16, as on the CPU). False, with nothing done, where that does not fit one pass: per-tensor dynamic
+  // steps (the whole tensor's maximum comes before any code) or rows too wide (norm_fusable).
+  bool quantize_normed(const float* x, int64_t rows, const NormParameters& norm, LinearWorkspace& workspace) const;
   void multiply(int64_t rows, __half* y, LinearWorkspace& workspace, const Epilogue& epilogue) const;
   bool per_row_steps() const { return activation_.per_token; }
 
@@ -135,8 +139,16 @@ std::unique_ptr<DeviceLinear> upload_linear(const Linear& linear);
 // The quantized weights of a QuantizedLinear, with its flat width padded to a multiple of 64.
 QuantizedWeights quantized_weights(const QuantizedLinear& linear);
 
-// ys[i] = linears[i](x), quantizing x once for the quantized ones that share_input says read the same codes.
+// ys[i] = linears[i](x) with `epilogue`, quantizing x once for the quantized ones that share_input says read the
+// same codes.
 void forward_same_input(std::span<const DeviceLinear* const> linears, bool share_input, const __half* x, int64_t rows,
-                        std::span<__half* const> ys, LinearWorkspace& workspace);
+                        std::span<__half* const> ys, LinearWorkspace& workspace, const Epilogue& epilogue = {});
+
+// ys[i] = linears[i](norm(x)) with `epilogue`, x f32 [rows, in]: quantized Linears that read one quantization
+// (share_input, or a single Linear) get the norm fused into their flatten + quantize; otherwise norm(x) is written
+// to `normed` (f16 [rows, in]) and read from there.
+void forward_normed(std::span<const DeviceLinear* const> linears, bool share_input, const float* x, int64_t rows,
+                    const NormParameters& norm, __half* normed, std::span<__half* const> ys, LinearWorkspace& workspace,
+                    const Epilogue& epilogue = {});
 
 }  // namespace fq::FQ_CUDA_NS

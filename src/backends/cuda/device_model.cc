@@ -156,13 +156,9 @@ class DeviceModel final : public GpuModel {
     act_.logits = DeviceBuffer(size_t(rows) * c.vocab_size * sizeof(float));
   }
 
-  void norm(const DeviceNorm& norm, const float* x, __half* out, int64_t rows) const {
-    const DeviceScope section("norm");
-    if (config_.norm == NormKind::rms_norm)
-      rms_norm(x, out, rows, config_.hidden_size, norm.weight.as<const float>(), config_.norm_eps);
-    else
-      layer_norm(x, out, rows, config_.hidden_size, norm.weight.as<const float>(), norm.bias.as<const float>(),
-                 config_.norm_eps);
+  NormParameters parameters(const DeviceNorm& norm) const {
+    return {norm.weight.as<const float>(), norm.bias.empty() ? nullptr : norm.bias.as<const float>(),
+            config_.norm == NormKind::layer_norm, config_.norm_eps};
   }
 
   void embed_tokens(float* x, int64_t rows, int64_t seq) const {
@@ -173,14 +169,15 @@ class DeviceModel final : public GpuModel {
       add_positions(x, rows, seq, length_ + config_.position_offset, positions.as<const __half>(), hidden);
   }
 
-  // x += o(attention(q, k, v)) of norm(x) in act_.normed.
+  // x += o(attention(q, k, v)) of attn_norm(x).
   void attention_block(const DeviceLayer& layer, size_t index, float* x, int64_t batch, int64_t seq, int64_t rows) {
     const ModelConfig& c = config_;
     const int64_t start = length_, q_width = c.num_heads * c.head_dim, kv_width = c.num_kv_heads * c.head_dim;
     __half *q = act_.q.as<__half>(), *k = act_.k.as<__half>(), *v = act_.v.as<__half>();
     const DeviceLinear* projections[] = {layer.q.get(), layer.k.get(), layer.v.get()};
     __half* const outputs[] = {q, k, v};
-    forward_same_input(projections, layer.qkv_share_input, act_.normed.as<const __half>(), rows, outputs, workspace_);
+    forward_normed(projections, layer.qkv_share_input, x, rows, parameters(layer.attn_norm), act_.normed.as<__half>(),
+                   outputs, workspace_);
     __half* keys = keys_[index].as<__half>();
     __half* values = values_[index].as<__half>();
     {
@@ -201,7 +198,7 @@ class DeviceModel final : public GpuModel {
     layer.o->forward(act_.mixed.as<const __half>(), rows, act_.branch.as<__half>(), workspace_, {.residual = x});
   }
 
-  // x += down(act(gate) · up, or act(up)) of norm(x) in act_.normed.
+  // x += down(act(gate) · up, or act(up)) of mlp_norm(x).
   void mlp_block(const DeviceLayer& layer, float* x, int64_t rows) {
     const int64_t width = config_.intermediate_size;
     __half* up = act_.up.as<__half>();
@@ -209,14 +206,16 @@ class DeviceModel final : public GpuModel {
       __half* gate = act_.gate.as<__half>();
       const DeviceLinear* projections[] = {layer.gate.get(), layer.up.get()};
       __half* const outputs[] = {gate, up};
-      forward_same_input(projections, layer.gate_up_share_input, act_.normed.as<const __half>(), rows, outputs,
-                         workspace_);
+      forward_normed(projections, layer.gate_up_share_input, x, rows, parameters(layer.mlp_norm),
+                     act_.normed.as<__half>(), outputs, workspace_);
       const DeviceScope section("activation");
       gated_activate(gate, up, rows * width, config_.activation);
       up = gate;
     } else {
-      layer.up->forward(act_.normed.as<const __half>(), rows, up, workspace_,
-                        {.activate = true, .activation = config_.activation});
+      const DeviceLinear* projection[] = {layer.up.get()};
+      __half* const output[] = {up};
+      forward_normed(projection, false, x, rows, parameters(layer.mlp_norm), act_.normed.as<__half>(), output,
+                     workspace_, {.activate = true, .activation = config_.activation});
     }
     layer.down->forward(up, rows, act_.branch.as<__half>(), workspace_, {.residual = x});
   }
@@ -239,9 +238,7 @@ class DeviceModel final : public GpuModel {
 
     for (size_t i = 0; i < layers_.size(); ++i) {
       const DeviceLayer& layer = layers_[i];
-      norm(layer.attn_norm, x, act_.normed.as<__half>(), rows);
       attention_block(layer, i, x, batch, seq, rows);
-      norm(layer.mlp_norm, x, act_.normed.as<__half>(), rows);
       mlp_block(layer, x, rows);
     }
     length_ += seq;
@@ -253,8 +250,9 @@ class DeviceModel final : public GpuModel {
         copy_on_device(x + b * hidden, x + ((b + 1) * seq - 1) * hidden, hidden * sizeof(float));
       out_rows = batch;
     }
-    norm(final_norm, x, act_.normed.as<__half>(), out_rows);
-    head->forward(act_.normed.as<const __half>(), out_rows, act_.logits_half.as<__half>(), workspace_, {});
+    const DeviceLinear* projection[] = {head.get()};
+    __half* const output[] = {act_.logits_half.as<__half>()};
+    forward_normed(projection, false, x, out_rows, parameters(final_norm), act_.normed.as<__half>(), output, workspace_);
     const DeviceScope section("logits to f32");
     convert_to_float(act_.logits_half.as<const __half>(), act_.logits.as<float>(), out_rows * c.vocab_size);
     return out_rows;

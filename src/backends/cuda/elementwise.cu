@@ -173,23 +173,7 @@ __global__ void __launch_bounds__(kRowThreads)
                 float eps) {
   const float* row = x + int64_t{blockIdx.x} * width;
   const int64_t first = int64_t{threadIdx.x} * N, stride = int64_t{blockDim.x} * N;
-  float mean = 0.f;
-  if (center) {
-    float sum = 0.f;
-    for (int64_t c = first; c < width; c += stride) {
-      const Pack<float, N> value = load_pack<N>(row + c);
-#pragma unroll
-      for (int k = 0; k < N; ++k) sum += value.v[k];
-    }
-    mean = block_reduce(sum, SumOp{}, 0.f) / static_cast<float>(width);
-  }
-  float squares = 0.f;
-  for (int64_t c = first; c < width; c += stride) {
-    const Pack<float, N> value = load_pack<N>(row + c);
-#pragma unroll
-    for (int k = 0; k < N; ++k) squares += (value.v[k] - mean) * (value.v[k] - mean);
-  }
-  const float scale = rsqrtf(block_reduce(squares, SumOp{}, 0.f) / static_cast<float>(width) + eps);
+  const auto [mean, scale] = norm_statistics<N>(row, width, center, eps);
   __half* destination = out + int64_t{blockIdx.x} * width;
   for (int64_t c = first; c < width; c += stride) {
     const Pack<float, N> value = load_pack<N>(row + c), gain = load_pack<N>(weight + c);

@@ -18,6 +18,7 @@ constexpr unsigned kThreads = 256;
 constexpr unsigned kRowThreads = 512;  // the most threads of flattened_max's one block per row
 constexpr int kCodePack = 8;           // codes per thread: one 8-byte store, the plan read as 16-byte packs
 constexpr int kOutputPack = 8;         // rescale's outputs per thread: one 16-byte f16 store
+constexpr int kFloatPack = 4;          // the norm's f32 inputs per 16-byte load
 
 // A grid over column packs (x) and rows (y, each block looping over rows gridDim.y apart), so that a thread loads
 // its columns' parameters once for all its rows. y is cut to what fills the device.
@@ -51,6 +52,17 @@ __device__ __forceinline__ int8_t quantize_copy(float x, float inverse_step, int
   const float scaled = __fmul_rn(x, inverse_step);
   if (stagger) return static_cast<int8_t>(floor_divide(round_saturate(scaled, copies * qmax) + copy, copies));
   return static_cast<int8_t>(round_saturate(__fdiv_rn(scaled, static_cast<float>(copies)), qmax));
+}
+
+// quant::dynamic_step: the division in double, rounded once to float.
+__device__ __forceinline__ float dynamic_step(float largest, int qmax) {
+  return largest > 0.f ? fmaxf(static_cast<float>(static_cast<double>(largest) / qmax), FLT_MIN) : 1.f;
+}
+
+// |x| / n as the flattened maximum counts it: float division, non-finite values left out (as 0).
+__device__ __forceinline__ float flattened_magnitude(float x, int32_t copies) {
+  const float magnitude = __fdiv_rn(fabsf(x), static_cast<float>(copies));
+  return magnitude < INFINITY ? magnitude : 0.f;
 }
 
 // Each thread writes N adjacent codes of a row, for rows blockIdx.y, + gridDim.y, ...; flat_features is a multiple
@@ -88,9 +100,7 @@ __global__ void __launch_bounds__(kRowThreads)
   for (int64_t column = threadIdx.x; column < plan.flat_features; column += blockDim.x) {
     const int32_t channel = __ldg(plan.source + column);
     if (channel < 0) continue;
-    const float magnitude =
-        __fdiv_rn(fabsf(__half2float(__ldg(values + channel))), static_cast<float>(__ldg(plan.copies + column)));
-    if (magnitude < INFINITY) largest = fmaxf(largest, magnitude);  // leaves out inf and NaN
+    largest = fmaxf(largest, flattened_magnitude(__half2float(__ldg(values + channel)), __ldg(plan.copies + column)));
   }
   largest = block_reduce(largest, MaxOp{}, 0.f);
   if (threadIdx.x != 0) return;
@@ -101,10 +111,53 @@ __global__ void __launch_bounds__(kRowThreads)
 __global__ void __launch_bounds__(kThreads) dynamic_steps_kernel(const float* maxima, int64_t count, int qmax,
                                                                   float* steps) {
   const int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
-  if (i >= count) return;
-  const float largest = maxima[i];
-  // Division in double, rounded once to float, as quant::dynamic_step.
-  steps[i] = largest > 0.f ? fmaxf(static_cast<float>(static_cast<double>(largest) / qmax), FLT_MIN) : 1.f;
+  if (i < count) steps[i] = dynamic_step(maxima[i], qmax);
+}
+
+// One block per row: the row normalized in f32 into shared memory, then (with row_steps) its flattened maximum and
+// dynamic step, then its codes, P adjacent ones per thread. width is a multiple of N, flat_features of P.
+template <int N, int P>
+__global__ void __launch_bounds__(kRowThreads)
+    norm_flatten_quantize_kernel(const float* x, NormParameters norm, DeviceFlattenPlan plan, int qmax, bool stagger,
+                                 const float* static_step, float* row_steps, int8_t* codes) {
+  FQ_DYNAMIC_SHARED(float, normed);
+  const int64_t row = blockIdx.x, width = plan.in_features;
+  const float* values = x + row * width;
+  const auto [mean, scale] = norm_statistics<N>(values, width, norm.center, norm.eps);
+  for (int64_t c = int64_t{threadIdx.x} * N; c < width; c += int64_t{blockDim.x} * N) {
+    const Pack<float, N> value = load_pack<N>(values + c), gain = load_pack<N>(norm.weight + c);
+    Pack<float, N> offset{};
+    if (norm.bias) offset = load_pack<N>(norm.bias + c);
+#pragma unroll
+    for (int k = 0; k < N; ++k) normed[c + k] = (value.v[k] - mean) * scale * gain.v[k] + offset.v[k];
+  }
+  __syncthreads();
+  float step;
+  if (row_steps) {
+    float largest = 0.f;
+    for (int64_t column = threadIdx.x; column < plan.flat_features; column += blockDim.x) {
+      const int32_t channel = __ldg(plan.source + column);
+      if (channel >= 0) largest = fmaxf(largest, flattened_magnitude(normed[channel], __ldg(plan.copies + column)));
+    }
+    step = dynamic_step(block_reduce(largest, MaxOp{}, 0.f), qmax);
+    if (threadIdx.x == 0) row_steps[row] = step;
+  } else {
+    step = *static_step;
+  }
+  const float inverse_step = __frcp_rn(step);
+  int8_t* out = codes + row * plan.flat_features;
+  for (int64_t column = int64_t{threadIdx.x} * P; column < plan.flat_features; column += int64_t{blockDim.x} * P) {
+    const Pack<int32_t, P> source = load_pack<P>(plan.source + column);
+    const Pack<int32_t, P> copy = load_pack<P>(plan.copy_index + column);
+    const Pack<int32_t, P> copies = load_pack<P>(plan.copies + column);
+    Pack<int8_t, P> result;
+#pragma unroll
+    for (int k = 0; k < P; ++k)
+      result.v[k] = source.v[k] < 0 ? int8_t{0}
+                                    : quantize_copy(normed[source.v[k]], inverse_step, copies.v[k], copy.v[k], qmax,
+                                                    stagger);
+    store_pack(out + column, result);
+  }
 }
 
 // Each thread rescales N adjacent columns, for rows blockIdx.y, + gridDim.y, ...; cols is a multiple of N. One
@@ -210,6 +263,40 @@ void flatten_quantize(const __half* x, int64_t rows, const DeviceFlattenPlan& pl
   else
     FQ_LAUNCH(grid, threads, 0, nullptr, flatten_quantize_kernel<1>)(x, rows, plan, qmax, stagger, steps,
                                                                    step_per_row, codes);
+  FQ_CHECK_LAUNCH();
+}
+
+bool norm_fusable(int64_t width) { return width > 0 && width * int64_t{sizeof(float)} <= 48 * 1024; }
+
+void norm_flatten_quantize(const float* x, int64_t rows, const NormParameters& norm, const DeviceFlattenPlan& plan,
+                           int qmax, bool stagger, const float* static_step, float* row_steps, int8_t* codes) {
+  check_plan(plan, "norm_flatten_quantize");
+  check(rows > 0 && qmax >= 1 && qmax <= 127, "cuda norm_flatten_quantize: {} rows, qmax {} (expected 1..127)", rows,
+        qmax);
+  check(norm_fusable(plan.in_features), "cuda norm_flatten_quantize: rows of {} values exceed its shared memory",
+        plan.in_features);
+  check(x && norm.weight && codes && (static_step != nullptr) != (row_steps != nullptr),
+        "cuda norm_flatten_quantize: null input, weight or codes, or not exactly one of a static step and row steps");
+  const int64_t width = plan.in_features;
+  const bool floats_packed = width % kFloatPack == 0 && pack_aligned<kFloatPack>(x) &&
+                             pack_aligned<kFloatPack>(norm.weight) && (!norm.bias || pack_aligned<kFloatPack>(norm.bias));
+  const bool codes_packed = plan.flat_features % kCodePack == 0 && pack_aligned<kCodePack>(codes) &&
+                            pack_aligned<kCodePack>(plan.source) && pack_aligned<kCodePack>(plan.copy_index) &&
+                            pack_aligned<kCodePack>(plan.copies);
+  const unsigned threads = block_threads(std::max(width, plan.flat_features), kRowThreads);
+  const size_t shared = size_t(width) * sizeof(float);
+  auto launch = [&](auto kernel) {
+    FQ_LAUNCH(row_blocks(rows), threads, shared, nullptr, kernel)(x, norm, plan, qmax, stagger, static_step, row_steps,
+                                                                  codes);
+  };
+  if (floats_packed && codes_packed)
+    launch(norm_flatten_quantize_kernel<kFloatPack, kCodePack>);
+  else if (floats_packed)
+    launch(norm_flatten_quantize_kernel<kFloatPack, 1>);
+  else if (codes_packed)
+    launch(norm_flatten_quantize_kernel<1, kCodePack>);
+  else
+    launch(norm_flatten_quantize_kernel<1, 1>);
   FQ_CHECK_LAUNCH();
 }
 

@@ -46,6 +46,25 @@ void dynamic_steps(const float* maxima, int64_t count, int qmax, float* steps);
 void flatten_quantize(const __half* x, int64_t rows, const DeviceFlattenPlan& plan, int qmax, bool stagger,
                       const float* steps, bool step_per_row, int8_t* codes);
 
+// The norm in front of a Linear, on rows of f32 values: RMSNorm (center false, bias null) or LayerNorm (center
+// true, bias optional), as ops::norm. weight and bias are device arrays of the row width.
+struct NormParameters {
+  const float* weight;
+  const float* bias;
+  bool center;
+  float eps;
+};
+
+// Whether norm_flatten_quantize takes rows of this width (it holds a normalized row in 48 KiB of shared memory).
+bool norm_fusable(int64_t width);
+
+// The norm fused with flatten_quantize: codes i8 [rows, flat_features] of norm(x) for x f32 [rows, in_features],
+// the normalized values kept in f32 (as the CPU quantizes them; no f16 rounding, no normalized copy in memory).
+// With static_step (one value) every row uses it; with static_step null each row's dynamic step
+// (quant::dynamic_step of its flattened maximum) is computed in the kernel and written to row_steps [rows].
+void norm_flatten_quantize(const float* x, int64_t rows, const NormParameters& norm, const DeviceFlattenPlan& plan,
+                           int qmax, bool stagger, const float* static_step, float* row_steps, int8_t* codes);
+
 // The epilogue of the int32 GEMM acc [rows, cols]: out = half(fmaf(float(acc), step_r · scale_c, bias_c)), with
 // one step or one per row, one weight scale or one per column, and bias [cols] or null (0).
 // With an epilogue: the activation applied to the f32 value, and with epilogue.residual the value added to it

@@ -60,6 +60,34 @@ __device__ float block_reduce(float value, Op op, float identity) {
   return value;
 }
 
+// A norm's row statistics, as ops::norm: mean (0 unless `center`, LayerNorm) and scale = rsqrt(mean((x - mean)²)
+// + eps), over row [width] (width a multiple of N, row N-aligned), by the whole block. The normalized value of
+// x_c is then (x_c - mean) · scale · weight_c (+ bias_c).
+struct NormStatistics {
+  float mean, scale;
+};
+template <int N>
+__device__ NormStatistics norm_statistics(const float* row, int64_t width, bool center, float eps) {
+  const int64_t first = int64_t{threadIdx.x} * N, stride = int64_t{blockDim.x} * N;
+  float mean = 0.f;
+  if (center) {
+    float sum = 0.f;
+    for (int64_t c = first; c < width; c += stride) {
+      const Pack<float, N> value = load_pack<N>(row + c);
+#pragma unroll
+      for (int k = 0; k < N; ++k) sum += value.v[k];
+    }
+    mean = block_reduce(sum, SumOp{}, 0.f) / static_cast<float>(width);
+  }
+  float squares = 0.f;
+  for (int64_t c = first; c < width; c += stride) {
+    const Pack<float, N> value = load_pack<N>(row + c);
+#pragma unroll
+    for (int k = 0; k < N; ++k) squares += (value.v[k] - mean) * (value.v[k] - mean);
+  }
+  return {mean, rsqrtf(block_reduce(squares, SumOp{}, 0.f) / static_cast<float>(width) + eps)};
+}
+
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Threads for a block that walks `items` once: whole warps, at least one, at most `limit`.
