@@ -82,6 +82,8 @@ fi
 if wants tests; then
   echo "== Gpu* tests"
   status=0
+  # The model fixtures from this checkout, wherever the binaries were built.
+  export FQ_FIXTURES_DIR=$PWD/tests/fixtures
   # GpuCli* are the CLI's emulated-device tests, which need ../shared; the CUDA suites are Gpu<Suite>.
   "$tests_bin" --gtest_filter='Gpu*:-GpuCli*' --gtest_output="json:$out/gpu_tests.json" 2>&1 |
     tee "$out/gpu_tests.log" || status=$?

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <random>
 #include <span>
 #include <string>
@@ -24,6 +25,13 @@ class CudaTest : public ::testing::Test {
     if (!fq::FQ_CUDA_NS::device_available(&reason)) GTEST_SKIP() << "no CUDA device: " << reason;
   }
 };
+
+// A test fixture's path: under $FQ_FIXTURES_DIR when set (the binaries carried to a GPU machine, where the
+// checkout lives elsewhere than where they were built), else under the source tree's tests/fixtures.
+inline std::string fixture_path(const std::string& name) {
+  const char* directory = std::getenv("FQ_FIXTURES_DIR");
+  return std::string(directory && *directory ? directory : FQ_FIXTURES_DIR) + "/" + name;
+}
 
 // A fresh seed for every run (printed on failure by the caller), so that repeated runs cover new inputs.
 inline uint32_t fresh_seed() { return std::random_device{}(); }

@@ -32,7 +32,7 @@ std::vector<int32_t> random_tokens(int64_t count, uint32_t seed) {
 }
 
 Model load_fixture(const std::string& name) {
-  return Model::from_checkpoint(fq::load_checkpoint(std::string(FQ_FIXTURES_DIR) + "/" + name), fq::DType::f32);
+  return Model::from_checkpoint(fq::load_checkpoint(dev::testing::fixture_path(name)), fq::DType::f32);
 }
 
 // max |a - b| over max |b|: the device runs f16 activations, so agreement is to f16 rounding.
