@@ -185,11 +185,14 @@ FQ_CUDA_TEST(DeviceModel, ProfileCountsOneQuantizationPerSharedInput) {
   fq::profile::enable(false);
   std::map<std::string, int64_t> calls;
   for (const fq::profile::Section& section : fq::profile::report()) calls[section.name] = section.calls;
-  // Per layer: q/k/v share one quantization and gate/up another, each fused with the norm before them; o and down
-  // have their own; 7 integer GEMMs. The norm runs alone only before the float head.
+  // Per layer: q/k/v share one quantization and gate/up another, each fused with the norm before them; o has its
+  // own, and down's computes SiLU(gate) · up as it reads; 7 integer GEMMs. The norm runs alone only before the float
+  // head, and no activation kernel runs.
   EXPECT_EQ(calls["norm+flatten+quantize"], 2 * 2);
-  EXPECT_EQ(calls["flatten+quantize"], 2 * 2);
+  EXPECT_EQ(calls["flatten+quantize"], 2);
+  EXPECT_EQ(calls["activation+flatten+quantize"], 2);
   EXPECT_EQ(calls["norm"], 1);
+  EXPECT_EQ(calls.count("activation"), 0u);
   EXPECT_EQ(calls["int8 gemm"], 2 * 7);
   EXPECT_EQ(calls["int rescale"], 2 * 7);
   EXPECT_EQ(calls["attention"], 2);

@@ -1,7 +1,8 @@
 // The FlattenQuant input side of the CUDA backend (flatten_quantize.h) against the CPU, bit for bit: flattened
 // maxima as quant::FlattenQuantizer, steps as quant::dynamic_step, codes as flatten_quantize_value on random and
 // edge values (±0, ties, saturation, f16 max, ±inf, NaN) for n = 1..5 copies, qmax 7 and 127, both roundings, one
-// step or one per row; the norm fused with flatten + quantize against ops::norm then flatten_quantize_value; and the
+// step or one per row; the norm fused with flatten + quantize against ops::norm then flatten_quantize_value; the
+// gated MLP's act(gate) · up read inside flattened_max and flatten_quantize against ops::gated_activate; and the
 // rescale epilogue as cpu::rescale_rows within one f16 rounding.
 #include <bit>
 #include <cmath>
@@ -372,6 +373,74 @@ FQ_CUDA_TEST(FlattenQuantize, NormFusedWithQuantizationMatchesCpu) {
       }
     }
   }
+  EXPECT_LE(differing, compared / 200) << differing << " of " << compared << " codes differ";
+}
+
+FQ_CUDA_TEST(FlattenQuantize, GatedInputMatchesCpuActivationThenQuantize) {
+  // The device evaluates the activation with its own exp/erf, so a value on a rounding boundary may give a code
+  // one off; everything else must match, and the maxima to float rounding.
+  int64_t compared = 0, differing = 0;
+  for (const fq::Activation activation : {fq::Activation::silu, fq::Activation::gelu})
+    for (const bool stagger : {true, false}) {
+      const uint32_t seed = dev::testing::fresh_seed();
+      SCOPED_TRACE(::testing::Message() << "seed " << seed << ", activation " << static_cast<int>(activation)
+                                        << ", stagger " << stagger);
+      std::mt19937 rng(seed);
+      const int64_t rows = 6, width = 136;
+      std::normal_distribution<float> normal(0.f, 1.f);
+      std::vector<uint16_t> gate(rows * width), up(rows * width);
+      fq::Tensor product = fq::Tensor::empty(fq::DType::f32, {rows, width});
+      fq::Tensor up_values = fq::Tensor::empty(fq::DType::f32, {rows, width});
+      for (int64_t i = 0; i < rows * width; ++i) {
+        gate[i] = fq::f32_to_f16(2.f * normal(rng));
+        up[i] = fq::f32_to_f16(normal(rng) * (i % 17 == 4 ? 25.f : 1.f));
+        product.data<float>()[i] = fq::f16_to_f32(gate[i]);
+        up_values.data<float>()[i] = fq::f16_to_f32(up[i]);
+      }
+      fq::ops::gated_activate(product, up_values, activation);
+      std::vector<float> channel_max(width, 0.f);
+      for (int64_t i = 0; i < rows * width; ++i)
+        channel_max[i % width] = std::max(channel_max[i % width], std::fabs(product.data<float>()[i]));
+      const fq::FlattenPlan plan = fq::plan_flatten(channel_max, 2.f, 8);
+      const int64_t flat = plan.flat_features();
+      const fq::quant::FlattenQuantizer quantizer(plan, 127, stagger);
+
+      const dev::DevicePlanStorage device_plan = dev::upload_plan(plan);
+      const dev::DeviceBuffer device_gate = to_device(gate), device_up = to_device(up);
+      const dev::QuantizerInput input(device_gate.as<__half>(), device_up.as<__half>(), activation);
+      const dev::DeviceBuffer row_max = poisoned(rows * 4), tensor_max = poisoned(4), steps = poisoned(rows * 4);
+      dev::flattened_max(input, rows, device_plan.view, row_max.as<float>(), tensor_max.as<float>());
+      dev::dynamic_steps(row_max.as<float>(), rows, 127, steps.as<float>());
+      const dev::DeviceBuffer codes = poisoned(rows * flat);
+      dev::flatten_quantize(input, rows, device_plan.view, 127, stagger, steps.as<float>(), true, codes.as<int8_t>());
+      const std::vector<float> got_max = dev::download<float>(row_max.data(), rows);
+      const std::vector<float> got_steps = dev::download<float>(steps.data(), rows);
+      const std::vector<int8_t> got = dev::download<int8_t>(codes.data(), rows * flat);
+
+      const auto path = fq::quant::FlattenQuantizer::Path::reference;
+      const float want_tensor = quantizer.flattened_max(product.data<float>(), rows, width, path);
+      EXPECT_NEAR(dev::download<float>(tensor_max.data(), 1)[0], want_tensor, 1e-5f * want_tensor);
+      std::vector<int32_t> copy_codes;
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* row = product.data<float>() + r * width;
+        const float want_max = quantizer.flattened_max(row, 1, width, path);
+        ASSERT_NEAR(got_max[r], want_max, 1e-5f * want_max) << "row " << r;
+        for (int64_t column = 0; column < flat; ++column) {
+          const int32_t channel = plan.source[column];
+          int32_t want = 0;
+          if (channel >= 0) {
+            copy_codes.resize(plan.copies[channel]);
+            fq::flatten_quantize_value(row[channel], got_steps[r], plan.copies[channel], 127, stagger,
+                                       copy_codes.data());
+            want = copy_codes[plan.copy_index[column]];
+          }
+          const int got_code = got[r * flat + column];
+          ASSERT_LE(std::abs(got_code - want), 1) << "row " << r << ", column " << column;
+          ++compared;
+          differing += got_code != want;
+        }
+      }
+    }
   EXPECT_LE(differing, compared / 200) << differing << " of " << compared << " codes differ";
 }
 

@@ -118,8 +118,8 @@ size_t QuantizedDeviceLinear::weight_bytes() const {
   return weights_.bytes() + weight_scales_.bytes() + bias_.bytes() + 3 * flat_ * sizeof(int32_t);
 }
 
-void QuantizedDeviceLinear::quantize(const __half* x, int64_t rows, LinearWorkspace& ws) const {
-  const DeviceScope section("flatten+quantize");
+void QuantizedDeviceLinear::quantize(const QuantizerInput& x, int64_t rows, LinearWorkspace& ws) const {
+  const DeviceScope section(x.up ? "activation+flatten+quantize" : "flatten+quantize");
   LinearWorkspace::reserve(ws.codes, size_t(rows) * flat_);
   ws.code_steps = static_step_.as<const float>();
   if (activation_.dynamic) {

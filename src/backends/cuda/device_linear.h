@@ -108,7 +108,8 @@ class QuantizedDeviceLinear final : public DeviceLinear {
 
   // The two halves of forward(), so Linears reading one input (q/k/v, gate/up) with the same input
   // quantization flatten and quantize it once: codes into workspace.codes, their steps at workspace.code_steps.
-  void quantize(const __half* x, int64_t rows, LinearWorkspace& workspace) const;
+  // x may be the gated MLP's act(gate) · up (QuantizerInput), computed inside the quantization.
+  void quantize(const QuantizerInput& x, int64_t rows, LinearWorkspace& workspace) const;
   // quantize(norm(x)) in one kernel, from the f32 residual stream x [rows, in] (the normalized values are never
   // rounded to f16, as on the CPU). False, with nothing done, where that does not fit one pass: per-tensor dynamic
   // steps (the whole tensor's maximum comes before any code) or rows too wide (norm_fusable).

@@ -208,6 +208,12 @@ class DeviceModel final : public GpuModel {
       __half* const outputs[] = {gate, up};
       forward_normed(projections, layer.gate_up_share_input, x, rows, parameters(layer.mlp_norm),
                      act_.normed.as<__half>(), outputs, workspace_);
+      if (const auto* down = dynamic_cast<const QuantizedDeviceLinear*>(layer.down.get())) {
+        // act(gate) · up computed inside down's flatten + quantize, in f32 (as on the CPU), never stored.
+        down->quantize(QuantizerInput(gate, up, config_.activation), rows, workspace_);
+        down->multiply(rows, act_.branch.as<__half>(), workspace_, {.residual = x});
+        return;
+      }
       const DeviceScope section("activation");
       gated_activate(gate, up, rows * width, config_.activation);
       up = gate;

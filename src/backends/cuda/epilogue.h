@@ -27,9 +27,8 @@ __device__ __forceinline__ float activation_value(float x) {
     return 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
 }
 
-__device__ __forceinline__ float apply_activation(const Epilogue& epilogue, float x) {
-  if (!epilogue.activate) return x;
-  switch (epilogue.activation) {
+__device__ __forceinline__ float activation_of(Activation activation, float x) {
+  switch (activation) {
     case Activation::relu:
       return activation_value<Activation::relu>(x);
     case Activation::silu:
@@ -37,6 +36,10 @@ __device__ __forceinline__ float apply_activation(const Epilogue& epilogue, floa
     default:
       return activation_value<Activation::gelu>(x);
   }
+}
+
+__device__ __forceinline__ float apply_activation(const Epilogue& epilogue, float x) {
+  return epilogue.activate ? activation_of(epilogue.activation, x) : x;
 }
 
 }  // namespace fq::FQ_CUDA_NS

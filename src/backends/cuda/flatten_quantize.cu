@@ -65,11 +65,39 @@ __device__ __forceinline__ float flattened_magnitude(float x, int32_t copies) {
   return magnitude < INFINITY ? magnitude : 0.f;
 }
 
+// The readers of a QuantizerInput's value x[row, channel] in f32.
+struct HalfReader {
+  const __half* x;
+  int64_t width;
+  __device__ __forceinline__ float operator()(int64_t row, int32_t channel) const {
+    return __half2float(__ldg(x + row * width + channel));
+  }
+};
+struct GatedReader {
+  const __half* gate;
+  const __half* up;
+  int64_t width;
+  Activation activation;
+  __device__ __forceinline__ float operator()(int64_t row, int32_t channel) const {
+    const int64_t i = row * width + channel;
+    return activation_of(activation, __half2float(__ldg(gate + i))) * __half2float(__ldg(up + i));
+  }
+};
+
+// Calls launch(reader) with the reader of `input` over rows of `width` values.
+template <typename Launch>
+void with_reader(const QuantizerInput& input, int64_t width, Launch launch) {
+  if (input.up)
+    launch(GatedReader{input.x, input.up, width, input.activation});
+  else
+    launch(HalfReader{input.x, width});
+}
+
 // Each thread writes N adjacent codes of a row, for rows blockIdx.y, + gridDim.y, ...; flat_features is a multiple
 // of N. The gathers of x go through the plan (a flattened channel's copies read the same value, from cache).
-template <int N>
+template <int N, typename Reader>
 __global__ void __launch_bounds__(kThreads)
-    flatten_quantize_kernel(const __half* x, int64_t rows, DeviceFlattenPlan plan, int qmax, bool stagger,
+    flatten_quantize_kernel(Reader x, int64_t rows, DeviceFlattenPlan plan, int qmax, bool stagger,
                             const float* steps, bool step_per_row, int8_t* codes) {
   const int64_t column = (int64_t{blockIdx.x} * blockDim.x + threadIdx.x) * N;
   if (column >= plan.flat_features) return;
@@ -77,30 +105,29 @@ __global__ void __launch_bounds__(kThreads)
   const Pack<int32_t, N> copy = load_pack<N>(plan.copy_index + column);
   const Pack<int32_t, N> copies = load_pack<N>(plan.copies + column);
   for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
-    const __half* values = x + row * plan.in_features;
     const float inverse_step = __frcp_rn(steps[step_per_row ? row : 0]);
     Pack<int8_t, N> out;
 #pragma unroll
     for (int k = 0; k < N; ++k)
       out.v[k] = source.v[k] < 0 ? int8_t{0}
-                                 : quantize_copy(__half2float(__ldg(values + source.v[k])), inverse_step,
-                                                 copies.v[k], copy.v[k], qmax, stagger);
+                                 : quantize_copy(x(row, source.v[k]), inverse_step, copies.v[k], copy.v[k], qmax,
+                                                 stagger);
     store_pack(codes + row * plan.flat_features + column, out);
   }
 }
 
 // One block per row: the row's largest |x_j| / n_j into row_max (if given) and, through atomicMax on the bits
 // (which order non-negative floats as integers), into *tensor_max (if given, zeroed before).
+template <typename Reader>
 __global__ void __launch_bounds__(kRowThreads)
-    flattened_max_kernel(const __half* x, DeviceFlattenPlan plan, float* row_max, float* tensor_max) {
+    flattened_max_kernel(Reader x, DeviceFlattenPlan plan, float* row_max, float* tensor_max) {
   const int64_t row = blockIdx.x;
-  const __half* values = x + row * plan.in_features;
   float largest = 0.f;
   // Every copy of a channel gives the same quotient, so walking the flattened columns covers each channel.
   for (int64_t column = threadIdx.x; column < plan.flat_features; column += blockDim.x) {
     const int32_t channel = __ldg(plan.source + column);
     if (channel < 0) continue;
-    largest = fmaxf(largest, flattened_magnitude(__half2float(__ldg(values + channel)), __ldg(plan.copies + column)));
+    largest = fmaxf(largest, flattened_magnitude(x(row, channel), __ldg(plan.copies + column)));
   }
   largest = block_reduce(largest, MaxOp{}, 0.f);
   if (threadIdx.x != 0) return;
@@ -229,13 +256,15 @@ DevicePlanStorage upload_plan(const FlattenPlan& plan) {
   return storage;
 }
 
-void flattened_max(const __half* x, int64_t rows, const DeviceFlattenPlan& plan, float* row_max_or_null,
+void flattened_max(const QuantizerInput& x, int64_t rows, const DeviceFlattenPlan& plan, float* row_max_or_null,
                    float* tensor_max_or_null) {
   check_plan(plan, "flattened_max");
   check(row_max_or_null || tensor_max_or_null, "cuda flattened_max: neither a row nor a tensor maximum to write");
   if (tensor_max_or_null) fill_zero(tensor_max_or_null, sizeof(float));
-  FQ_LAUNCH(row_blocks(rows), block_threads(plan.flat_features, kRowThreads), 0, nullptr, flattened_max_kernel)(
-      x, plan, row_max_or_null, tensor_max_or_null);
+  with_reader(x, plan.in_features, [&](auto reader) {
+    FQ_LAUNCH(row_blocks(rows), block_threads(plan.flat_features, kRowThreads), 0, nullptr,
+              flattened_max_kernel<decltype(reader)>)(reader, plan, row_max_or_null, tensor_max_or_null);
+  });
   FQ_CHECK_LAUNCH();
 }
 
@@ -247,7 +276,7 @@ void dynamic_steps(const float* maxima, int64_t count, int qmax, float* steps) {
   FQ_CHECK_LAUNCH();
 }
 
-void flatten_quantize(const __half* x, int64_t rows, const DeviceFlattenPlan& plan, int qmax, bool stagger,
+void flatten_quantize(const QuantizerInput& x, int64_t rows, const DeviceFlattenPlan& plan, int qmax, bool stagger,
                       const float* steps, bool step_per_row, int8_t* codes) {
   check_plan(plan, "flatten_quantize");
   check(rows > 0 && qmax >= 1 && qmax <= 127, "cuda flatten_quantize: {} rows, qmax {} (expected 1..127)", rows, qmax);
@@ -257,12 +286,15 @@ void flatten_quantize(const __half* x, int64_t rows, const DeviceFlattenPlan& pl
   const int64_t column_packs = packed ? plan.flat_features / kCodePack : plan.flat_features;
   const unsigned threads = block_threads(column_packs, kThreads);
   const dim3 grid = columns_by_rows_grid(column_packs, rows, threads);
-  if (packed)
-    FQ_LAUNCH(grid, threads, 0, nullptr, flatten_quantize_kernel<kCodePack>)(x, rows, plan, qmax, stagger, steps,
-                                                                           step_per_row, codes);
-  else
-    FQ_LAUNCH(grid, threads, 0, nullptr, flatten_quantize_kernel<1>)(x, rows, plan, qmax, stagger, steps,
-                                                                   step_per_row, codes);
+  with_reader(x, plan.in_features, [&](auto reader) {
+    using Reader = decltype(reader);
+    if (packed)
+      FQ_LAUNCH(grid, threads, 0, nullptr, flatten_quantize_kernel<kCodePack, Reader>)(reader, rows, plan, qmax, stagger,
+                                                                                     steps, step_per_row, codes);
+    else
+      FQ_LAUNCH(grid, threads, 0, nullptr, flatten_quantize_kernel<1, Reader>)(reader, rows, plan, qmax, stagger, steps,
+                                                                             step_per_row, codes);
+  });
   FQ_CHECK_LAUNCH();
 }
 

@@ -30,10 +30,22 @@ struct DevicePlanStorage {
 // Throws when the plan is inconsistent or a channel has more than 2^24 - 1 copies (the kernels' integer range).
 DevicePlanStorage upload_plan(const FlattenPlan& plan);
 
+// A Linear's input as the flatten + quantize kernels read it: f16 x [rows, in_features], or, with `up`, the gated
+// MLP's act(x) · up (x being the gate, both f16 [rows, in_features]), computed in f32 inside the kernels and never
+// rounded to f16 (as the CPU's down projection sees it).
+struct QuantizerInput {
+  QuantizerInput(const __half* values) : x(values) {}  // NOLINT: implicit, an f16 tensor is the common input
+  QuantizerInput(const __half* gate, const __half* up_values, Activation gate_activation)
+      : x(gate), up(up_values), activation(gate_activation) {}
+  const __half* x;
+  const __half* up = nullptr;
+  Activation activation = Activation::silu;
+};
+
 // max over channels j of |x_j| / n_j (float division; non-finite values left out, 0 when none) of x f16
 // [rows, in_features]: per row into row_max_or_null [rows], and over the tensor into *tensor_max_or_null (zeroed
 // and accumulated on the device, no host sync). At least one of the two.
-void flattened_max(const __half* x, int64_t rows, const DeviceFlattenPlan& plan, float* row_max_or_null,
+void flattened_max(const QuantizerInput& x, int64_t rows, const DeviceFlattenPlan& plan, float* row_max_or_null,
                    float* tensor_max_or_null);
 
 // steps[i] = quant::dynamic_step(maxima[i], qmax): maxima / qmax in double rounded once to float, at least the
@@ -43,7 +55,7 @@ void dynamic_steps(const float* maxima, int64_t count, int qmax, float* steps);
 // codes i8 [rows, flat_features] of x f16 [rows, in_features]: column c gets copy i of
 // flatten_quantize_value(x[source], step, n, qmax, stagger), padding columns 0. steps: one positive finite value,
 // or one per row (step_per_row). qmax in [1, 127].
-void flatten_quantize(const __half* x, int64_t rows, const DeviceFlattenPlan& plan, int qmax, bool stagger,
+void flatten_quantize(const QuantizerInput& x, int64_t rows, const DeviceFlattenPlan& plan, int qmax, bool stagger,
                       const float* steps, bool step_per_row, int8_t* codes);
 
 // The norm in front of a Linear, on rows of f32 values: RMSNorm (center false, bias null) or LayerNorm (center
