@@ -164,7 +164,7 @@ for path in sorted(out.glob("fq_bench_*.json")):
     report = json.loads(path.read_text())
     for run in report["runs"]:
         quantize = sum(s["ms"] for s in run.get("sections", []) if s["name"].endswith("flatten+quantize"))
-        share = f', flatten+quantize {100 * quantize / run["profiled_prefill_ms"]:.1f}% of the profiled prefill' \
+        share = f', flatten+quantize (with the norms and gated activations fused into it) {100 * quantize / run["profiled_prefill_ms"]:.1f}% of the profiled prefill' \
             if run.get("profiled_prefill_ms") else ""
         print(f'fq bench {run["model"]} {run["format"]:6} batch {run["batch"]} prompt {run["prompt"]}: '
               f'prefill {run["prefill_ms"]:.1f} ms, decode {run["decode_ms_per_token"]:.2f} ms/token, '
