@@ -173,15 +173,13 @@ __global__ void __launch_bounds__(kRowThreads)
                 float eps) {
   const float* row = x + int64_t{blockIdx.x} * width;
   const int64_t first = int64_t{threadIdx.x} * N, stride = int64_t{blockDim.x} * N;
-  const auto [mean, scale] = norm_statistics<N>(row, width, center, eps);
+  const NormStatistics statistics = norm_statistics<N>(row, width, center, eps);
   __half* destination = out + int64_t{blockIdx.x} * width;
   for (int64_t c = first; c < width; c += stride) {
-    const Pack<float, N> value = load_pack<N>(row + c), gain = load_pack<N>(weight + c);
-    Pack<float, N> offset{};
-    if (bias) offset = load_pack<N>(bias + c);
+    const Pack<float, N> normalized = statistics.normalized<N>(row, c, weight, bias);
     Pack<__half, N> result;
 #pragma unroll
-    for (int k = 0; k < N; ++k) result.v[k] = __float2half_rn((value.v[k] - mean) * scale * gain.v[k] + offset.v[k]);
+    for (int k = 0; k < N; ++k) result.v[k] = __float2half_rn(normalized.v[k]);
     store_pack(destination + c, result);
   }
 }

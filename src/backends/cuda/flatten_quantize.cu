@@ -65,6 +65,26 @@ __device__ __forceinline__ float flattened_magnitude(float x, int32_t copies) {
   return magnitude < INFINITY ? magnitude : 0.f;
 }
 
+// The plan of N adjacent flat columns: their source channels (-1: padding), copy indices and copy counts.
+template <int N>
+struct ColumnPlan {
+  Pack<int32_t, N> source, copy, copies;
+  // Their codes, value(channel) giving a source channel's input.
+  template <typename Value>
+  __device__ __forceinline__ Pack<int8_t, N> quantize(Value value, float inverse_step, int qmax, bool stagger) const {
+    Pack<int8_t, N> out;
+#pragma unroll
+    for (int k = 0; k < N; ++k)
+      out.v[k] = source.v[k] < 0 ? int8_t{0}
+                                 : quantize_copy(value(source.v[k]), inverse_step, copies.v[k], copy.v[k], qmax, stagger);
+    return out;
+  }
+};
+template <int N>
+__device__ __forceinline__ ColumnPlan<N> load_columns(const DeviceFlattenPlan& plan, int64_t column) {
+  return {load_pack<N>(plan.source + column), load_pack<N>(plan.copy_index + column), load_pack<N>(plan.copies + column)};
+}
+
 // The readers of a QuantizerInput's value x[row, channel] in f32.
 struct HalfReader {
   const __half* x;
@@ -101,18 +121,11 @@ __global__ void __launch_bounds__(kThreads)
                             const float* steps, bool step_per_row, int8_t* codes) {
   const int64_t column = (int64_t{blockIdx.x} * blockDim.x + threadIdx.x) * N;
   if (column >= plan.flat_features) return;
-  const Pack<int32_t, N> source = load_pack<N>(plan.source + column);
-  const Pack<int32_t, N> copy = load_pack<N>(plan.copy_index + column);
-  const Pack<int32_t, N> copies = load_pack<N>(plan.copies + column);
+  const ColumnPlan<N> columns = load_columns<N>(plan, column);
   for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
     const float inverse_step = __frcp_rn(steps[step_per_row ? row : 0]);
-    Pack<int8_t, N> out;
-#pragma unroll
-    for (int k = 0; k < N; ++k)
-      out.v[k] = source.v[k] < 0 ? int8_t{0}
-                                 : quantize_copy(x(row, source.v[k]), inverse_step, copies.v[k], copy.v[k], qmax,
-                                                 stagger);
-    store_pack(codes + row * plan.flat_features + column, out);
+    store_pack(codes + row * plan.flat_features + column,
+               columns.quantize([&](int32_t channel) { return x(row, channel); }, inverse_step, qmax, stagger));
   }
 }
 
@@ -150,13 +163,11 @@ __global__ void __launch_bounds__(kRowThreads)
   FQ_DYNAMIC_SHARED(float, normed);
   const int64_t row = blockIdx.x, width = plan.in_features;
   const float* values = x + row * width;
-  const auto [mean, scale] = norm_statistics<N>(values, width, norm.center, norm.eps);
+  const NormStatistics statistics = norm_statistics<N>(values, width, norm.center, norm.eps);
   for (int64_t c = int64_t{threadIdx.x} * N; c < width; c += int64_t{blockDim.x} * N) {
-    const Pack<float, N> value = load_pack<N>(values + c), gain = load_pack<N>(norm.weight + c);
-    Pack<float, N> offset{};
-    if (norm.bias) offset = load_pack<N>(norm.bias + c);
+    const Pack<float, N> normalized = statistics.normalized<N>(values, c, norm.weight, norm.bias);
 #pragma unroll
-    for (int k = 0; k < N; ++k) normed[c + k] = (value.v[k] - mean) * scale * gain.v[k] + offset.v[k];
+    for (int k = 0; k < N; ++k) normed[c + k] = normalized.v[k];
   }
   __syncthreads();
   float step;
@@ -174,16 +185,8 @@ __global__ void __launch_bounds__(kRowThreads)
   const float inverse_step = __frcp_rn(step);
   int8_t* out = codes + row * plan.flat_features;
   for (int64_t column = int64_t{threadIdx.x} * P; column < plan.flat_features; column += int64_t{blockDim.x} * P) {
-    const Pack<int32_t, P> source = load_pack<P>(plan.source + column);
-    const Pack<int32_t, P> copy = load_pack<P>(plan.copy_index + column);
-    const Pack<int32_t, P> copies = load_pack<P>(plan.copies + column);
-    Pack<int8_t, P> result;
-#pragma unroll
-    for (int k = 0; k < P; ++k)
-      result.v[k] = source.v[k] < 0 ? int8_t{0}
-                                    : quantize_copy(normed[source.v[k]], inverse_step, copies.v[k], copy.v[k], qmax,
-                                                    stagger);
-    store_pack(out + column, result);
+    store_pack(out + column, load_columns<P>(plan, column).quantize([&](int32_t channel) { return normed[channel]; },
+                                                                     inverse_step, qmax, stagger));
   }
 }
 

@@ -65,6 +65,18 @@ __device__ float block_reduce(float value, Op op, float identity) {
 // x_c is then (x_c - mean) · scale · weight_c (+ bias_c).
 struct NormStatistics {
   float mean, scale;
+  // The normalized values of row[c, c + N) (bias may be null).
+  template <int N>
+  __device__ __forceinline__ Pack<float, N> normalized(const float* row, int64_t c, const float* weight,
+                                                       const float* bias) const {
+    const Pack<float, N> value = load_pack<N>(row + c), gain = load_pack<N>(weight + c);
+    Pack<float, N> offset{};
+    if (bias) offset = load_pack<N>(bias + c);
+    Pack<float, N> out;
+#pragma unroll
+    for (int k = 0; k < N; ++k) out.v[k] = (value.v[k] - mean) * scale * gain.v[k] + offset.v[k];
+    return out;
+  }
 };
 template <int N>
 __device__ NormStatistics norm_statistics(const float* row, int64_t width, bool center, float eps) {
