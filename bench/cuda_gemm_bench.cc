@@ -1,5 +1,6 @@
 // The GEMMs of a Linear layer on the GPU: cuBLASLt in FP16, int8 (int32 out) and FP8 e4m3, against the
-// backend's own int8 GEMM with the rescale fused (int_gemm_rescale, f16 out), at the Linear shapes of
+// backend's own int8 GEMMs with the rescale fused (int_gemm_rescale, f16 out: the mma.sync kernel, and the
+// wgmma kernel on sm_90), at the Linear shapes of
 // OPT-13B, OPT-6.7B and LLaMA-2-7B (attention projections, MLP up and down) and M rows in {16, 512, 2048,
 // 8192}. Timed with CUDA events around each call; TOPS counts 2·M·N·K per call. Without a GPU it says so
 // and exits 0.
@@ -28,10 +29,10 @@ struct Model {
 constexpr Model kModels[] = {{"opt-13b", 5120, 20480}, {"opt-6.7b", 4096, 16384}, {"llama-2-7b", 4096, 11008}};
 constexpr int64_t kRows[] = {16, 512, 2048, 8192};
 
-enum class Kernel { f16, s8, e4m3, int8_rescale };
+enum class Kernel { f16, s8, e4m3, int8_mma_sync, int8_wgmma };
 constexpr std::pair<Kernel, const char*> kKernels[] = {
-    {Kernel::f16, "cublaslt_f16"}, {Kernel::s8, "cublaslt_s8"}, {Kernel::e4m3, "cublaslt_e4m3"},
-    {Kernel::int8_rescale, "int_gemm_rescale"}};
+    {Kernel::f16, "cublaslt_f16"},           {Kernel::s8, "cublaslt_s8"},          {Kernel::e4m3, "cublaslt_e4m3"},
+    {Kernel::int8_mma_sync, "own_int8_mma_sync"}, {Kernel::int8_wgmma, "own_int8_wgmma"}};
 
 void check_cuda(cudaError_t status, const char* call) {
   if (status != cudaSuccess) fail("CUDA: {} failed: {}", call, cudaGetErrorString(status));
@@ -110,14 +111,16 @@ std::function<void()> prepare(Kernel kernel, int64_t m, int64_t n, int64_t k, st
       auto* y = static_cast<__half*>(hold(DeviceBuffer(m * n * sizeof(__half))));
       return [=] { gemm_e4m3(x, w, scales, scales + 1, bias_half, y, m, n, k); };
     }
-    case Kernel::int8_rescale: {
+    case Kernel::int8_mma_sync:
+    case Kernel::int8_wgmma: {
       const auto* codes = static_cast<const int8_t*>(hold(random_bytes(m * k, 1)));
       const void* weights = hold(random_bytes(n * k, 2));
       const auto* steps = static_cast<const float*>(hold(constant_floats(m, 0.01f)));
       const auto* scales = static_cast<const float*>(hold(constant_floats(n, 0.001f)));
       const auto* bias = static_cast<const float*>(hold(constant_floats(n, 0.5f)));
       auto* out = static_cast<__half*>(hold(DeviceBuffer(m * n * sizeof(__half))));
-      return [=] { int_gemm_rescale(codes, m, k, weights, 8, n, steps, true, scales, true, bias, out); };
+      const IntGemmKernel own = kernel == Kernel::int8_wgmma ? IntGemmKernel::wgmma : IntGemmKernel::mma_sync;
+      return [=] { int_gemm_rescale(codes, m, k, weights, 8, n, steps, true, scales, true, bias, out, {}, own); };
     }
   }
   fail("cuda_gemm_bench: unknown kernel");
@@ -126,6 +129,10 @@ std::function<void()> prepare(Kernel kernel, int64_t m, int64_t n, int64_t k, st
 void run(benchmark::State& state, Kernel kernel, int64_t m, int64_t n, int64_t k) {
   if (kernel == Kernel::e4m3 && !fp8_supported()) {
     state.SkipWithError("FP8 needs a GPU of compute capability 8.9 or above");
+    return;
+  }
+  if (kernel == Kernel::int8_wgmma && !wgmma_supported()) {
+    state.SkipWithError("wgmma needs an sm_90 GPU");
     return;
   }
   double total = 0;

@@ -29,6 +29,7 @@ struct Case {
   Path path;
   int64_t rows, k, n;
   bool step_per_row = false, scale_per_column = true, with_bias = true;
+  dev::IntGemmKernel kernel = dev::IntGemmKernel::automatic;
 };
 
 // Random i8 codes over the whole range of `bits`-bit signed codes.
@@ -56,7 +57,8 @@ void check_case(const Case& c) {
   const uint32_t seed = dev::testing::fresh_seed();
   SCOPED_TRACE(::testing::Message() << "seed " << seed << ", path " << static_cast<int>(c.path) << ", rows " << c.rows
                                     << ", k " << c.k << ", n " << c.n << ", step per row " << c.step_per_row
-                                    << ", scale per column " << c.scale_per_column << ", bias " << c.with_bias);
+                                    << ", scale per column " << c.scale_per_column << ", bias " << c.with_bias
+                                    << ", kernel " << static_cast<int>(c.kernel));
   std::mt19937 rng(seed);
   const fq::Tensor codes = random_codes(rng, c.rows, c.k, c.path == Path::w4a4 ? 4 : 8);
   const fq::Tensor weights = random_codes(rng, c.n, c.k, c.path == Path::w8a8 ? 8 : 4);
@@ -89,7 +91,7 @@ void check_case(const Case& c) {
   } else {
     dev::int_gemm_rescale(codes_device.as<int8_t>(), c.rows, c.k, weights_device.data(), c.path == Path::w8a8 ? 8 : 4,
                           c.n, steps_device.as<float>(), c.step_per_row, scales_device.as<float>(), c.scale_per_column,
-                          bias_pointer, out);
+                          bias_pointer, out, {}, c.kernel);
   }
   const std::vector<uint16_t> got = dev::download<uint16_t>(out_device.data(), expected.size());
   int64_t mismatches = 0;
@@ -109,6 +111,18 @@ FQ_CUDA_TEST(IntGemm, Int8WeightsMatchCpu) {
   check_case({Path::w8a8, 16, 128, 24, false, false, true});
   check_case({Path::w8a8, 37, 192, 200, true, false, true});
   check_case({Path::w8a8, 130, 64, 136, true, true, true});
+}
+
+// The wgmma kernel's 128×256 tiles and 128-byte stages of k: one partial tile; rows and columns past a
+// tile; k of half a stage, of several stages (the pipeline wraps around its 4 stages), and not a
+// multiple of a stage.
+FQ_CUDA_TEST(IntGemm, Int8WeightsOnWgmmaMatchCpu) {
+  if (!dev::wgmma_supported()) GTEST_SKIP() << "wgmma needs an sm_90 GPU";
+  const auto wgmma = dev::IntGemmKernel::wgmma;
+  check_case({Path::w8a8, 1, 64, 8, false, true, true, wgmma});
+  check_case({Path::w8a8, 37, 192, 200, true, false, true, wgmma});
+  check_case({Path::w8a8, 130, 640, 264, true, true, false, wgmma});
+  check_case({Path::w8a8, 256, 1088, 512, false, true, true, wgmma});
 }
 
 FQ_CUDA_TEST(IntGemm, Int4WeightsMatchCpu) {
@@ -140,6 +154,9 @@ FQ_CUDA_TEST(IntGemm, RejectsBadArguments) {
   EXPECT_THROW(run(1, 1 << 20, 8, 8), fq::Error);  // int32 sums could overflow
   EXPECT_THROW(dev::int_gemm_rescale(codes + 1, 1, 64, buffer.data(), 8, 8, steps, false, steps, false, nullptr, out),
                fq::Error);  // misaligned
+  EXPECT_THROW(dev::int_gemm_rescale(codes, 32, 64, buffer.data(), 4, 8, steps, false, steps, false, nullptr, out, {},
+                                     dev::IntGemmKernel::wgmma),
+               fq::Error);  // wgmma takes int8 weights only
   EXPECT_THROW(dev::int4_gemm_s4mma(buffer.as<uint8_t>(), 1, 64, nullptr, 8, steps, false, steps, false, nullptr, out),
                fq::Error);
 }

@@ -56,6 +56,36 @@ FQ_CUDA_TEST(Mma, Int8TileMatchesLoops) { check_tile(8); }
 
 FQ_CUDA_TEST(Mma, Int4TileMatchesLoops) { check_tile(4); }
 
+// One m64n256k32 wgmma (int_gemm.h: wgmma_tile): on an H100 this checks the instruction, the matrix
+// descriptor and the shared-memory and accumulator layouts that wgmma.h documents.
+FQ_CUDA_TEST(Mma, WgmmaTileMatchesLoops) {
+  if (!dev::wgmma_supported()) GTEST_SKIP() << "wgmma needs an sm_90 GPU";
+  const uint32_t seed = dev::testing::fresh_seed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> code(-128, 127);
+  std::uniform_int_distribution<int32_t> addend(-1 << 20, 1 << 20);
+  std::vector<int8_t> a(64 * 32), b(256 * 32);
+  for (int8_t& value : a) value = static_cast<int8_t>(code(rng));
+  for (int8_t& value : b) value = static_cast<int8_t>(code(rng));
+  std::vector<int32_t> c(64 * 256);
+  for (int32_t& value : c) value = addend(rng);
+  std::vector<int32_t> expected(c);
+  for (int row = 0; row < 64; ++row)
+    for (int column = 0; column < 256; ++column)
+      for (int k = 0; k < 32; ++k) expected[row * 256 + column] += a[row * 32 + k] * b[column * 32 + k];
+
+  const dev::DeviceBuffer a_device = dev::testing::to_device(a), b_device = dev::testing::to_device(b);
+  const dev::DeviceBuffer c_device = dev::testing::to_device(c), d_device = dev::testing::poisoned(c.size() * 4);
+  dev::wgmma_tile(a_device.as<int8_t>(), b_device.as<int8_t>(), c_device.as<int32_t>(), d_device.as<int32_t>());
+  const std::vector<int32_t> got = dev::download<int32_t>(d_device.data(), expected.size());
+  int mismatches = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    if (got[i] != expected[i] && mismatches++ < 5)
+      ADD_FAILURE() << "d[" << i / 256 << ", " << i % 256 << "] = " << got[i] << ", expected " << expected[i];
+  EXPECT_EQ(mismatches, 0);
+}
+
 FQ_CUDA_TEST(Mma, RejectsOtherWidths) {
   const dev::DeviceBuffer buffer(16 * 32);
   EXPECT_THROW(dev::mma_tile(2, buffer.as<uint8_t>(), buffer.as<uint8_t>(), buffer.as<int32_t>(), buffer.as<int32_t>()),

@@ -11,7 +11,9 @@
 #include <cstdint>
 #include <limits>
 
+#include "backends/cuda/device.h"
 #include "backends/cuda/mma.h"
+#include "backends/cuda/wgmma.h"
 #include "fq/error.h"
 
 namespace fq::FQ_CUDA_NS {
@@ -247,6 +249,100 @@ __global__ void __launch_bounds__(kDecodeThreads) int_gemm_decode(Gemm gemm) {
   gemm.store(group + 8 * (i / 2), first_column + 8 * tile + 2 * tig + i % 2, sum);
 }
 
+// Many rows on Hopper: 128×256 output tiles for two warpgroups (64 rows each, one m64n256k32 wgmma per
+// 32 bytes of k), operands staged by cp.async in kWgmmaStages shared-memory stages of 128 bytes of k. A
+// stage is refilled two tiles after it was multiplied, so one group of wgmma stays in flight while the
+// next tile's copies are issued and two more tiles' copies are still landing.
+constexpr int kWgmmaTileM = 128, kWgmmaTileN = 256, kWgmmaTileK = 128;
+constexpr int kWgmmaStages = 4;
+constexpr int kWgmmaThreads = 256;
+constexpr int kWgmmaSegments = kWgmmaTileK / kSegmentBytes;  // 16-byte segments per row of a stage
+constexpr int kWgmmaStageBytes = (kWgmmaTileM + kWgmmaTileN) * kWgmmaTileK;
+constexpr int kWgmmaSharedBytes = kWgmmaStages * kWgmmaStageBytes;
+static_assert(kWgmmaTileM == 2 * 64 && kWgmmaThreads == 2 * 128 && kWgmmaStages >= 3);
+static_assert(kWgmmaTileM * kWgmmaSegments % kWgmmaThreads == 0 && kWgmmaTileN * kWgmmaSegments % kWgmmaThreads == 0);
+
+// An operand tile of rows kSegments · 16 bytes long in wgmma's no-swizzle layout (wgmma.h): core
+// matrices of 8 rows × 16 bytes, 128 contiguous bytes each, ordered by row group, then by segment.
+template <int kSegments>
+struct CoreMatrixTile {
+  static constexpr int kCoreBytes = 128;
+  static __device__ __forceinline__ int offset(int row, int segment) {
+    return (row / 8 * kSegments + segment) * kCoreBytes + row % 8 * kSegmentBytes;
+  }
+  // The wgmma operand of the rows from `first_row` (a multiple of 8), bytes 32 · step .. 32 · step + 31.
+  static __device__ __forceinline__ SharedOperand operand(const uint8_t* tile, int first_row, int step) {
+    return {shared_address(tile + offset(first_row, 2 * step)), kCoreBytes, kSegments * kCoreBytes};
+  }
+};
+
+__global__ void __launch_bounds__(kWgmmaThreads, 1) int_gemm_wgmma(Gemm gemm) {
+#if FQ_WGMMA_COMPILED
+  using Tile = CoreMatrixTile<kWgmmaSegments>;
+  constexpr int kABytes = kWgmmaTileM * kWgmmaTileK;                       // A's part of a stage, then B's
+  constexpr int kALoads = kWgmmaTileM * kWgmmaSegments / kWgmmaThreads;  // segments per thread per stage
+  constexpr int kLoads = (kWgmmaTileM + kWgmmaTileN) * kWgmmaSegments / kWgmmaThreads;
+  FQ_DYNAMIC_SHARED(uint8_t, shared);
+  const int64_t first_row = int64_t{blockIdx.y} * kWgmmaTileM, first_column = int64_t{blockIdx.x} * kWgmmaTileN;
+  const int64_t tiles = (gemm.row_bytes + kWgmmaTileK - 1) / kWgmmaTileK;
+  auto load = [&](int64_t tile) {
+    uint8_t* stage = shared + tile % kWgmmaStages * kWgmmaStageBytes;
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) {
+      const bool is_a = i < kALoads;
+      const int index = threadIdx.x + (is_a ? i : i - kALoads) * kWgmmaThreads;
+      // Eight consecutive threads fill one core matrix: 128 contiguous bytes, no bank conflict.
+      const int row = index / (8 * kWgmmaSegments) * 8 + index % 8, segment = index / 8 % kWgmmaSegments;
+      const uint8_t* matrix = is_a ? gemm.a : gemm.b;
+      const int64_t matrix_row = (is_a ? first_row : first_column) + row;
+      const int64_t offset = tile * kWgmmaTileK + segment * kSegmentBytes;
+      const bool inside = matrix_row < (is_a ? gemm.rows : gemm.n) && offset < gemm.row_bytes;
+      cp_async_16(stage + (is_a ? 0 : kABytes) + Tile::offset(row, segment),
+                  inside ? matrix + matrix_row * gemm.row_bytes + offset : matrix, inside);
+    }
+  };
+
+  for (int tile = 0; tile < kWgmmaStages - 2; ++tile) {
+    if (tile < tiles) load(tile);
+    cp_async_commit();  // empty groups too, so that every thread counts the same groups
+  }
+  const int warpgroup = threadIdx.x / 128;
+  int32_t acc[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i) acc[i] = 0;
+  for (int64_t tile = 0; tile < tiles; ++tile) {
+    // This tile's copies have landed (later ones may be in flight) and, past the barrier, both
+    // warpgroups are done with the wgmma of tile - 2, whose stage the next load refills.
+    cp_async_wait<kWgmmaStages - 3>();
+    fence_proxy_async();
+    __syncthreads();
+    if (tile + kWgmmaStages - 2 < tiles) load(tile + kWgmmaStages - 2);
+    cp_async_commit();
+    const uint8_t* stage = shared + tile % kWgmmaStages * kWgmmaStageBytes;
+    wgmma_fence();
+#pragma unroll
+    for (int step = 0; step < kWgmmaSegments / 2; ++step)
+      wgmma_s8_m64n256k32(acc, Tile::operand(stage, 64 * warpgroup, step), Tile::operand(stage + kABytes, 0, step));
+    wgmma_commit();
+    wgmma_wait<1>();
+  }
+  wgmma_wait<0>();
+  wgmma_settle(acc);
+
+  const int warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32, group = lane / 4, tig = lane % 4;
+  const int64_t row = first_row + 64 * warpgroup + 16 * warp + group;
+#pragma unroll
+  for (int c = 0; c < 32; ++c) {
+    const int64_t column = first_column + 8 * c + 2 * tig;
+    gemm.store_pair(row, column, acc[4 * c], acc[4 * c + 1]);
+    gemm.store_pair(row + 8, column, acc[4 * c + 2], acc[4 * c + 3]);
+  }
+#else
+  (void)gemm;
+  __trap();  // launched only where wgmma_supported()
+#endif
+}
+
 template <Operands kOperands>
 void launch(const Gemm& gemm) {
   if (gemm.rows <= kDecodeRows) {
@@ -257,6 +353,15 @@ void launch(const Gemm& gemm) {
                     static_cast<unsigned>((gemm.rows + kTileM - 1) / kTileM));
     FQ_LAUNCH(grid, dim3(kTileThreads), 0, nullptr, int_gemm_tiled<kOperands>)(gemm);
   }
+  FQ_CHECK_LAUNCH();
+}
+
+void launch_wgmma(const Gemm& gemm) {
+  static const bool allowed = (FQ_ALLOW_DYNAMIC_SHARED(int_gemm_wgmma, kWgmmaSharedBytes), true);
+  (void)allowed;
+  const dim3 grid(static_cast<unsigned>((gemm.n + kWgmmaTileN - 1) / kWgmmaTileN),
+                  static_cast<unsigned>((gemm.rows + kWgmmaTileM - 1) / kWgmmaTileM));
+  FQ_LAUNCH(grid, dim3(kWgmmaThreads), kWgmmaSharedBytes, nullptr, int_gemm_wgmma)(gemm);
   FQ_CHECK_LAUNCH();
 }
 
@@ -317,19 +422,72 @@ __global__ void mma_tile_kernel(const uint8_t* a, const uint8_t* b, const int32_
   d[bottom + 1] = d_regs[3];
 }
 
+// One wgmma of wgmma.h from row-major operands copied into shared memory by plain stores (wgmma_tile).
+constexpr int kWgmmaTileSharedBytes = (64 + 256) * 32;
+
+__global__ void wgmma_tile_kernel(const int8_t* a, const int8_t* b, const int32_t* c, int32_t* d) {
+#if FQ_WGMMA_COMPILED
+  using Tile = CoreMatrixTile<2>;
+  FQ_DYNAMIC_SHARED(uint8_t, shared);
+  uint8_t* const a_tile = shared;
+  uint8_t* const b_tile = shared + 64 * 32;
+  for (int index = threadIdx.x; index < (64 + 256) * 2; index += 128) {
+    const bool is_a = index < 64 * 2;
+    const int row = (is_a ? index : index - 64 * 2) / 2, segment = index % 2;
+    const auto* source = reinterpret_cast<const uint4*>((is_a ? a : b) + row * 32 + segment * kSegmentBytes);
+    *reinterpret_cast<uint4*>((is_a ? a_tile : b_tile) + Tile::offset(row, segment)) = __ldg(source);
+  }
+  fence_proxy_async();
+  __syncthreads();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, group = lane / 4, tig = lane % 4;
+  auto element = [&](int i) { return (16 * warp + group + 8 * (i % 4 / 2)) * 256 + 8 * (i / 4) + 2 * tig + i % 2; };
+  int32_t acc[128];
+  for (int i = 0; i < 128; ++i) acc[i] = c[element(i)];
+  wgmma_fence();
+  wgmma_s8_m64n256k32(acc, Tile::operand(a_tile, 0, 0), Tile::operand(b_tile, 0, 0));
+  wgmma_commit();
+  wgmma_wait<0>();
+  wgmma_settle(acc);
+  for (int i = 0; i < 128; ++i) d[element(i)] = acc[i];
+#else
+  (void)a, (void)b, (void)c, (void)d;
+  __trap();  // launched only where wgmma_supported()
+#endif
+}
+
 }  // namespace
 
 void int_gemm_rescale(const int8_t* codes, int64_t rows, int64_t k, const void* weights, int weight_bits, int64_t n,
                       const float* steps, bool step_per_row, const float* weight_scales, bool scale_per_column,
-                      const float* bias, __half* out, const Epilogue& epilogue) {
+                      const float* bias, __half* out, const Epilogue& epilogue, IntGemmKernel kernel) {
   check(weight_bits == 8 || weight_bits == 4, "int_gemm_rescale: weight_bits {} (expected 8 or 4)", weight_bits);
   const Gemm gemm = make_gemm("int_gemm_rescale", codes, rows, k, weights, n, weight_bits == 8 ? 128 * 128 : 128 * 8,
                               k, steps, step_per_row, weight_scales, scale_per_column, bias, out, epilogue);
-  if (weight_bits == 8) {
+  if (kernel == IntGemmKernel::automatic) kernel = automatic_int_gemm_kernel(rows, weight_bits);
+  if (kernel == IntGemmKernel::wgmma) {
+    check(weight_bits == 8 && wgmma_supported(),
+          "int_gemm_rescale: the wgmma kernel needs int8 weights and an sm_90 GPU (H100, H200)");
+    launch_wgmma(gemm);
+  } else if (weight_bits == 8) {
     launch<Operands::i8_i8>(gemm);
   } else {
     launch<Operands::i8_i4>(gemm);
   }
+}
+
+bool wgmma_supported() {
+#if FQ_CUDA_EMULATED
+  return true;
+#else
+  static const bool supported = device_available() && device_info().compute_capability == 90;
+  return supported;
+#endif
+}
+
+IntGemmKernel automatic_int_gemm_kernel(int64_t rows, int weight_bits) {
+  // The emulator keeps to mma.sync: its wgmma is slower to emulate, and has its own tests.
+  return rows > kDecodeRows && weight_bits == 8 && !FQ_CUDA_EMULATED && wgmma_supported() ? IntGemmKernel::wgmma
+                                                                                       : IntGemmKernel::mma_sync;
 }
 
 void int4_gemm_s4mma(const uint8_t* codes, int64_t rows, int64_t k, const uint8_t* weights, int64_t n,
@@ -348,6 +506,13 @@ void mma_tile(int bits, const uint8_t* a, const uint8_t* b, const int32_t* c, in
   } else {
     FQ_LAUNCH(dim3(1), dim3(32), 0, nullptr, mma_tile_kernel<4>)(a, b, c, d);
   }
+  FQ_CHECK_LAUNCH();
+}
+
+void wgmma_tile(const int8_t* a, const int8_t* b, const int32_t* c, int32_t* d) {
+  check(wgmma_supported(), "wgmma_tile: wgmma needs an sm_90 GPU (H100, H200)");
+  check(a && b && c && d && aligned16(a) && aligned16(b), "wgmma_tile: null or misaligned operand");
+  FQ_LAUNCH(dim3(1), dim3(128), kWgmmaTileSharedBytes, nullptr, wgmma_tile_kernel)(a, b, c, d);
   FQ_CHECK_LAUNCH();
 }
 

@@ -7,10 +7,13 @@
 // arrays, FQ_DYNAMIC_SHARED, __shfl_sync/__shfl_xor_sync/__shfl_down_sync (full-warp mask, blocks a
 // multiple of 32 threads), __ballot_sync, atomicAdd/atomicMax/atomicMin/atomicCAS on 32-bit values,
 // __half with __half2float/__float2half_rn, the vector types (int4, uint4, float4, float2, uint2, char4),
-// __ldg, rsqrtf, __expf, __float2int_rn and the <cmath> functions; the mma.sync wrappers of mma.h.
-// Not: inline PTX elsewhere, cp.async, ldmatrix, cooperative groups, textures.
+// __ldg, rsqrtf, __expf, __float2int_rn and the <cmath> functions; the mma.sync wrappers of mma.h; the
+// wgmma, cp.async and fence wrappers of wgmma.h.
+// Not: inline PTX elsewhere, ldmatrix, cooperative groups, textures.
 //
-// Launch with FQ_LAUNCH(grid, block, shared_bytes, stream, kernel)(arguments...), then FQ_CHECK_LAUNCH().
+// Launch with FQ_LAUNCH(grid, block, shared_bytes, stream, kernel)(arguments...), then FQ_CHECK_LAUNCH();
+// a kernel that needs more than 48 KiB of dynamic shared memory first calls FQ_ALLOW_DYNAMIC_SHARED(kernel,
+// bytes).
 //
 // The emulated build defines FQ_CUDA_EMULATE (CMake does, for the fq_cuda_emu library and the emulated
 // tests); everything else is the real backend: kernels compiled by nvcc, host code by the C++ compiler
@@ -31,10 +34,14 @@
 #define FQ_LAUNCH(grid, block, shared_bytes, stream, ...) __VA_ARGS__<<<(grid), (block), (shared_bytes), (stream)>>>
 #endif
 #define FQ_CHECK_LAUNCH() ::fq::cuda::check_launch(__FILE__, __LINE__)
+#define FQ_ALLOW_DYNAMIC_SHARED(kernel, bytes) \
+  ::fq::cuda::allow_dynamic_shared(reinterpret_cast<const void*>(kernel), (bytes))
 
 namespace fq::cuda {
-// Throws fq::Error naming the launch site when the last launch failed (runtime.cc).
+// Throws fq::Error naming the launch site when the last launch failed (runtime_cuda.cc).
 void check_launch(const char* file, int line);
+// Lets `kernel` launch with up to `bytes` of dynamic shared memory (above the default 48 KiB).
+void allow_dynamic_shared(const void* kernel, size_t bytes);
 }  // namespace fq::cuda
 
 #else
@@ -47,5 +54,6 @@ void check_launch(const char* file, int line);
 #define FQ_LAUNCH(grid, block, shared_bytes, stream, ...) \
   ::fq::cuda_emu::emulator::Launch((grid), (block), (shared_bytes)).run(__VA_ARGS__)
 #define FQ_CHECK_LAUNCH() ((void)0)
+#define FQ_ALLOW_DYNAMIC_SHARED(kernel, bytes) ((void)0)
 
 #endif

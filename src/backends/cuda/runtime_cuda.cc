@@ -20,6 +20,11 @@ void check_launch(const char* file, int line) {
   if (status != cudaSuccess) fail("CUDA: kernel launch at {}:{} failed: {}", file, line, cudaGetErrorString(status));
 }
 
+void allow_dynamic_shared(const void* kernel, size_t bytes) {
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+             "cudaFuncSetAttribute (dynamic shared memory)");
+}
+
 bool device_available(std::string* reason) {
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);
