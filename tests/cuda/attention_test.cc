@@ -111,6 +111,8 @@ void check_attention(const Shape& shape) {
 
 }  // namespace
 
+// head_dim 64 and 128 with 16-byte aligned rows take the tensor-core kernel (64 queries × 64 keys per
+// tile), other head_dims and 4-byte rows the FMA one.
 FQ_CUDA_TEST(Attention, PrefillFromTheFirstPosition) {
   check_attention({.batch = 2, .seq = 37, .start = 0, .heads = 4, .kv_heads = 2, .head_dim = 8});
 }
@@ -121,6 +123,15 @@ FQ_CUDA_TEST(Attention, PrefillAfterEarlierPositions) {
 
 FQ_CUDA_TEST(Attention, PrefillOverSeveralQueryAndKeyTiles) {
   check_attention({.batch = 1, .seq = 75, .start = 40, .heads = 4, .kv_heads = 1, .head_dim = 128});
+}
+
+FQ_CUDA_TEST(Attention, PrefillOnTensorCoresOverManyTilesFromTheFirstPosition) {
+  // Three query tiles, the last partial. (With start > 0 above, warps whose queries all precede a key tile skip it.)
+  check_attention({.batch = 2, .seq = 150, .start = 0, .heads = 4, .kv_heads = 2, .head_dim = 64});
+}
+
+FQ_CUDA_TEST(Attention, PrefillWithUnalignedRowsOnFmaKernel) {
+  check_attention({.batch = 1, .seq = 70, .start = 5, .heads = 2, .kv_heads = 1, .head_dim = 64, .stride_padding = 2});
 }
 
 FQ_CUDA_TEST(Attention, PrefillWithUnalignedRowsAndOddHeadDim) {

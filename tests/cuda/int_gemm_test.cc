@@ -104,13 +104,15 @@ void check_case(const Case& c) {
 
 }  // namespace
 
-// Rows ≤ 16 take the split-k decode kernel, more the 128×128 tiles; 130 × 136 spans two tiles each way.
+// Rows ≤ 16 take the split-k decode kernel, more the 128×128 tiles; 130 × 136 spans two tiles each way;
+// 1100 rows span more than one group of row tiles (int_gemm.cu: grouped_tile).
 FQ_CUDA_TEST(IntGemm, Int8WeightsMatchCpu) {
   check_case({Path::w8a8, 1, 64, 8});
   check_case({Path::w8a8, 5, 192, 200, true, true, false});
   check_case({Path::w8a8, 16, 128, 24, false, false, true});
   check_case({Path::w8a8, 37, 192, 200, true, false, true});
   check_case({Path::w8a8, 130, 64, 136, true, true, true});
+  check_case({Path::w8a8, 1100, 64, 136, false, true, true});  // 9 row tiles: a group of 8, then a group of 1
 }
 
 // The wgmma kernel's 128×256 tiles and 128-byte stages of k: one partial tile; rows and columns past a
@@ -123,6 +125,7 @@ FQ_CUDA_TEST(IntGemm, Int8WeightsOnWgmmaMatchCpu) {
   check_case({Path::w8a8, 37, 192, 200, true, false, true, wgmma});
   check_case({Path::w8a8, 130, 640, 264, true, true, false, wgmma});
   check_case({Path::w8a8, 256, 1088, 512, false, true, true, wgmma});
+  check_case({Path::w8a8, 1100, 128, 264, true, true, true, wgmma});  // 9 row tiles: a group of 8, then a group of 1
 }
 
 FQ_CUDA_TEST(IntGemm, Int4WeightsMatchCpu) {

@@ -1,6 +1,6 @@
-// The attention kernels of the CUDA backend (attention.h): KV cache appends, a flash-attention prefill
-// kernel (FMA over shared-memory tiles) and a split-key decode kernel with the step that combines its
-// partial softmaxes.
+// The attention kernels of the CUDA backend (attention.h): KV cache appends, flash-attention prefill
+// kernels (on the f16 tensor cores for head_dim 64 and 128, else FMA over shared-memory tiles) and a
+// split-key decode kernel with the step that combines its partial softmaxes.
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -9,6 +9,7 @@
 
 #include "backends/cuda/attention.h"
 #include "backends/cuda/device.h"
+#include "backends/cuda/mma.h"
 #include "fq/error.h"
 
 namespace fq::FQ_CUDA_NS {
@@ -224,6 +225,163 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Prefill on the tensor cores (mma.sync m16n8k16, f16 in, f32 sums), for head_dim 64 and 128: a block
+// takes 64 queries of one head, 16 per warp, against tiles of 64 keys; scores, probabilities and the
+// output stay in the mma's registers (the scores' accumulator layout is the probabilities' A-fragment
+// layout, as in FlashAttention-2).
+//
+// Fragments come from shared memory in 16-byte loads, using that a sum over k does not depend on the
+// order of k as long as A and B agree on it (as int_gemm.cu does):
+// - scores: lane (group, tig) takes dims 32c + 8·tig .. + 7 of its query rows and of key group; words
+//   0-1 feed the mma of dims-chunk 2c, words 2-3 that of 2c + 1;
+// - values: stored transposed ([dim][key]) with the keys of a tile permuted so that the keys
+//   8t + 2·tig + {0, 1} (t = 0..7) that lane tig's probabilities hold lie together: key 8t + 2·tig + e
+//   at column 16·tig + 2t + e.
+constexpr int kMmaRowsPerWarp = 16;
+constexpr int kMmaQueries = kWarps * kMmaRowsPerWarp;
+constexpr int kMmaKeys = 64;
+
+__device__ __forceinline__ int permuted_key(int key) { return key % 8 / 2 * 16 + key / 8 * 2 + key % 2; }
+
+__device__ __forceinline__ uint32_t pack_halves(float low, float high) {
+  return uint32_t{__half_as_ushort(__float2half_rn(low))} | uint32_t{__half_as_ushort(__float2half_rn(high))} << 16;
+}
+
+template <int kHeadDim>
+__global__ void __launch_bounds__(kThreads)
+    prefill_attention_mma_kernel(const __half* q, int64_t q_row_stride, const __half* keys, const __half* values,
+                                 __half* out, int seq, int start, int64_t capacity, int heads, int kv_heads,
+                                 float q_scale) {
+  static_assert(kHeadDim % 32 == 0 && kHeadDim <= kMaxHeadDim);
+  constexpr int kChunks = kHeadDim / 32;  // 32-dim chunks: one 16-byte load per lane and row
+  // Row strides padded so that the 8 lanes of a quarter warp (two rows × 64 bytes of keys, or eight rows ×
+  // 16 bytes of values) hit distinct banks: key rows ≡ 64 bytes (mod 128), value rows ≡ 16.
+  constexpr int kKeyStride = kHeadDim + 32, kValueStride = kMmaKeys + 8;
+  __align__(16) __shared__ __half key_tile[kMmaKeys * kKeyStride];
+  __align__(16) __shared__ __half value_tile[kHeadDim * kValueStride];  // transposed, keys permuted
+
+  const int thread = threadIdx.x, warp = thread / 32, lane = thread % 32, group = lane / 4, tig = lane % 4;
+  const int first_query = (int(gridDim.x) - 1 - int(blockIdx.x)) * kMmaQueries;  // the longest tiles first
+  const int h = blockIdx.y, b = blockIdx.z, g = h / (heads / kv_heads);
+  const int rows[2] = {first_query + warp * kMmaRowsPerWarp + group, first_query + warp * kMmaRowsPerWarp + group + 8};
+
+  uint4 query[2][kChunks];  // rows group and group + 8 (zeros past seq)
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c)
+      query[r][c] = rows[r] < seq ? load_vector<8>(q + (int64_t(b) * seq + rows[r]) * q_row_stride +
+                                                    int64_t(h) * kHeadDim + 32 * c + 8 * tig)
+                                  : uint4{0, 0, 0, 0};
+
+  const int kv_length = start + min(seq, first_query + kMmaQueries);
+  const int64_t kv_row = int64_t(kv_heads) * kHeadDim;
+  const int64_t kv_offset = (int64_t(b) * capacity * kv_heads + g) * kHeadDim;
+  const int last_position = start + first_query + warp * kMmaRowsPerWarp + kMmaRowsPerWarp - 1;  // of this warp
+
+  float output[kHeadDim / 8][4] = {};
+  float running_max[2] = {-INFINITY, -INFINITY}, lane_sum[2] = {0.0f, 0.0f};  // lane_sum: this lane's keys only
+  for (int first_key = 0; first_key < kv_length; first_key += kMmaKeys) {
+    __syncthreads();  // the previous tiles are consumed
+    for (int i = thread; i < kMmaKeys * kHeadDim / 8; i += kThreads) {
+      // Keys: consecutive threads along a row (coalesced). Values: consecutive threads down the keys, so
+      // that a warp's transposed 2-byte stores fall in distinct banks.
+      const int key_row = i / (kHeadDim / 8), key_dim = i % (kHeadDim / 8) * 8;
+      const int value_row = i % kMmaKeys, value_dim = i / kMmaKeys * 8;
+      uint4 key{0, 0, 0, 0}, value{0, 0, 0, 0};
+      if (first_key + key_row < kv_length)
+        key = load_vector<8>(keys + kv_offset + int64_t(first_key + key_row) * kv_row + key_dim);
+      if (first_key + value_row < kv_length)
+        value = load_vector<8>(values + kv_offset + int64_t(first_key + value_row) * kv_row + value_dim);
+      *reinterpret_cast<uint4*>(key_tile + key_row * kKeyStride + key_dim) = key;
+      __half halves[8];
+      memcpy(halves, &value, sizeof value);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) value_tile[(value_dim + e) * kValueStride + permuted_key(value_row)] = halves[e];
+    }
+    __syncthreads();
+    if (first_key > last_position) continue;  // every key of the tile is in this warp's future
+
+    float score[kMmaKeys / 8][4] = {};
+#pragma unroll
+    for (int t = 0; t < kMmaKeys / 8; ++t)
+#pragma unroll
+      for (int c = 0; c < kChunks; ++c) {
+        const uint4 key = *reinterpret_cast<const uint4*>(key_tile + (8 * t + group) * kKeyStride + 32 * c + 8 * tig);
+        const uint32_t first_a[4] = {query[0][c].x, query[1][c].x, query[0][c].y, query[1][c].y};
+        const uint32_t second_a[4] = {query[0][c].z, query[1][c].z, query[0][c].w, query[1][c].w};
+        const uint32_t first_b[2] = {key.x, key.y}, second_b[2] = {key.z, key.w};
+        mma_f16_m16n8k16(score[t], first_a, first_b, score[t]);
+        mma_f16_m16n8k16(score[t], second_a, second_b, score[t]);
+      }
+
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int t = 0; t < kMmaKeys / 8; ++t)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key_position = first_key + 8 * t + 2 * tig + e % 2;
+        score[t][e] = key_position <= start + rows[e / 2] ? score[t][e] * q_scale : -INFINITY;
+        tile_max[e / 2] = fmaxf(tile_max[e / 2], score[t][e]);
+      }
+    float correction[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      // The four lanes of a group hold one row. Finite: every row sees key 0 in its first tile.
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(kFullMask, tile_max[r], 1));
+      tile_max[r] = fmaxf(tile_max[r], __shfl_xor_sync(kFullMask, tile_max[r], 2));
+      const float new_max = fmaxf(running_max[r], tile_max[r]);
+      correction[r] = exp2f(running_max[r] - new_max);
+      running_max[r] = new_max;
+      lane_sum[r] *= correction[r];
+    }
+#pragma unroll
+    for (int t = 0; t < kMmaKeys / 8; ++t)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        score[t][e] = exp2f(score[t][e] - running_max[e / 2]);
+        lane_sum[e / 2] += score[t][e];
+      }
+#pragma unroll
+    for (int d = 0; d < kHeadDim / 8; ++d)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) output[d][e] *= correction[e / 2];
+
+    // output += probabilities · values, 16 keys (score tiles 2u and 2u + 1) per mma.
+    uint32_t probability[kMmaKeys / 16][4];
+#pragma unroll
+    for (int u = 0; u < kMmaKeys / 16; ++u) {
+      probability[u][0] = pack_halves(score[2 * u][0], score[2 * u][1]);
+      probability[u][1] = pack_halves(score[2 * u][2], score[2 * u][3]);
+      probability[u][2] = pack_halves(score[2 * u + 1][0], score[2 * u + 1][1]);
+      probability[u][3] = pack_halves(score[2 * u + 1][2], score[2 * u + 1][3]);
+    }
+#pragma unroll
+    for (int d = 0; d < kHeadDim / 8; ++d) {
+      const __half* value_row = value_tile + (8 * d + group) * kValueStride + 16 * tig;
+      const uint4 low = *reinterpret_cast<const uint4*>(value_row), high = *reinterpret_cast<const uint4*>(value_row + 8);
+      const uint32_t words[8] = {low.x, low.y, low.z, low.w, high.x, high.y, high.z, high.w};  // word t: score tile t
+#pragma unroll
+      for (int u = 0; u < kMmaKeys / 16; ++u) {
+        const uint32_t value_b[2] = {words[2 * u], words[2 * u + 1]};
+        mma_f16_m16n8k16(output[d], probability[u], value_b, output[d]);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float total = lane_sum[r];
+    total += __shfl_xor_sync(kFullMask, total, 1);
+    total += __shfl_xor_sync(kFullMask, total, 2);
+    if (rows[r] >= seq) continue;
+    __half* destination = out + (int64_t(b) * seq + rows[r]) * heads * kHeadDim + int64_t(h) * kHeadDim + 2 * tig;
+#pragma unroll
+    for (int d = 0; d < kHeadDim / 8; ++d)
+      *reinterpret_cast<uint32_t*>(destination + 8 * d) = pack_halves(output[d][2 * r] / total, output[d][2 * r + 1] / total);
+  }
+}
+
 // Grid (splits, heads, batch·seq): the keys of split blockIdx.x for one query and head. Lane groups of a
 // power-of-two size each take one key (a 16-byte chunk per lane: 16 lanes for head_dim 128, 1 for 8)
 // and keep their own online softmax; groups, then warps, are merged at the end. With one split the block
@@ -417,6 +575,14 @@ void launch_attention(const __half* q, int64_t q_row_stride, const __half* keys,
                       int64_t batch, int64_t seq, int64_t start, int64_t capacity, int64_t heads, int64_t kv_heads,
                       int64_t head_dim) {
   const float q_scale = kLog2e / std::sqrt(float(head_dim));
+  if (seq > kMaxDecodeQueries && kElems == 8 && (head_dim == 64 || head_dim == 128)) {
+    const dim3 grid{unsigned(ceil_div(seq, kMmaQueries)), unsigned(heads), unsigned(batch)};
+    const auto kernel = head_dim == 64 ? prefill_attention_mma_kernel<64> : prefill_attention_mma_kernel<128>;
+    FQ_LAUNCH(grid, dim3(kThreads), 0, nullptr, kernel)
+    (q, q_row_stride, keys, values, out, int(seq), int(start), capacity, int(heads), int(kv_heads), q_scale);
+    FQ_CHECK_LAUNCH();
+    return;
+  }
   if (seq > kMaxDecodeQueries) {
     const dim3 grid{unsigned(ceil_div(seq, kPrefillQueries)), unsigned(heads), unsigned(batch)};
     FQ_LAUNCH(grid, dim3(kThreads), 0, nullptr, prefill_attention_kernel<kElems>)

@@ -56,6 +56,7 @@ struct __half {
 inline float __half2float(__half h) { return fq::f16_to_f32(h.bits); }
 inline __half __float2half_rn(float f) { return {fq::f32_to_f16(f)}; }
 inline __half __float2half(float f) { return __float2half_rn(f); }
+inline unsigned short __half_as_ushort(__half h) { return h.bits; }
 
 using cudaStream_t = struct EmulatedStream*;
 

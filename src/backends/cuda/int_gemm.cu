@@ -117,6 +117,20 @@ __device__ __forceinline__ void mma_chunk(int32_t acc[4], const uint4& a_top, co
   }
 }
 
+// The output tile a block of a 1-D grid computes. Blocks in launch order go down kGroupRows row tiles,
+// then one column tile right, so that the blocks resident at once share a few row panels of the codes and
+// column panels of the weights in L2, instead of every wave streaming all of the weights again.
+struct OutputTile {
+  int64_t row, column;  // tile indices
+};
+constexpr int64_t kGroupRows = 8;
+__device__ __forceinline__ OutputTile grouped_tile(int64_t block, int64_t row_tiles, int64_t column_tiles) {
+  const int64_t group = block / (kGroupRows * column_tiles), first = group * kGroupRows;
+  const int64_t rows_in_group = row_tiles - first < kGroupRows ? row_tiles - first : kGroupRows;
+  const int64_t within = block % (kGroupRows * column_tiles);
+  return {first + within % rows_in_group, within / rows_in_group};
+}
+
 // Many rows: 128×128 output tiles, 8 warps of 64×32 (4×4 mma tiles each); chunks are staged in shared
 // memory, double buffered so that the next chunk's global loads are in flight during the mma.
 constexpr int kTileM = 128, kTileN = 128;
@@ -133,7 +147,8 @@ __global__ void __launch_bounds__(kTileThreads) int_gemm_tiled(Gemm gemm) {
   // Rows of 64 bytes: the 8 lanes of a quarter warp read 2 rows × 64 bytes, all 32 banks, no conflict.
   __align__(16) __shared__ uint8_t a_tile[2][kTileM][kChunkBytes];
   __align__(16) __shared__ uint8_t b_tile[2][kTileN][kChunkBytes];
-  const int64_t first_row = int64_t{blockIdx.y} * kTileM, first_column = int64_t{blockIdx.x} * kTileN;
+  const OutputTile tile = grouped_tile(blockIdx.x, (gemm.rows + kTileM - 1) / kTileM, (gemm.n + kTileN - 1) / kTileN);
+  const int64_t first_row = tile.row * kTileM, first_column = tile.column * kTileN;
 
   uint4 a_next[kTileLoads], b_next[kTileLoads];
   auto fetch = [&](int64_t chunk) {
@@ -283,7 +298,9 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) int_gemm_wgmma(Gemm gemm) {
   constexpr int kALoads = kWgmmaTileM * kWgmmaSegments / kWgmmaThreads;  // segments per thread per stage
   constexpr int kLoads = (kWgmmaTileM + kWgmmaTileN) * kWgmmaSegments / kWgmmaThreads;
   FQ_DYNAMIC_SHARED(uint8_t, shared);
-  const int64_t first_row = int64_t{blockIdx.y} * kWgmmaTileM, first_column = int64_t{blockIdx.x} * kWgmmaTileN;
+  const OutputTile output = grouped_tile(blockIdx.x, (gemm.rows + kWgmmaTileM - 1) / kWgmmaTileM,
+                                        (gemm.n + kWgmmaTileN - 1) / kWgmmaTileN);
+  const int64_t first_row = output.row * kWgmmaTileM, first_column = output.column * kWgmmaTileN;
   const int64_t tiles = (gemm.row_bytes + kWgmmaTileK - 1) / kWgmmaTileK;
   auto load = [&](int64_t tile) {
     uint8_t* stage = shared + tile % kWgmmaStages * kWgmmaStageBytes;
@@ -349,8 +366,7 @@ void launch(const Gemm& gemm) {
     const dim3 grid(static_cast<unsigned>((gemm.n + kDecodeColumns - 1) / kDecodeColumns));
     FQ_LAUNCH(grid, dim3(kDecodeThreads), 0, nullptr, int_gemm_decode<kOperands>)(gemm);
   } else {
-    const dim3 grid(static_cast<unsigned>((gemm.n + kTileN - 1) / kTileN),
-                    static_cast<unsigned>((gemm.rows + kTileM - 1) / kTileM));
+    const dim3 grid(static_cast<unsigned>((gemm.n + kTileN - 1) / kTileN * ((gemm.rows + kTileM - 1) / kTileM)));
     FQ_LAUNCH(grid, dim3(kTileThreads), 0, nullptr, int_gemm_tiled<kOperands>)(gemm);
   }
   FQ_CHECK_LAUNCH();
@@ -359,8 +375,8 @@ void launch(const Gemm& gemm) {
 void launch_wgmma(const Gemm& gemm) {
   static const bool allowed = (FQ_ALLOW_DYNAMIC_SHARED(int_gemm_wgmma, kWgmmaSharedBytes), true);
   (void)allowed;
-  const dim3 grid(static_cast<unsigned>((gemm.n + kWgmmaTileN - 1) / kWgmmaTileN),
-                  static_cast<unsigned>((gemm.rows + kWgmmaTileM - 1) / kWgmmaTileM));
+  const dim3 grid(
+      static_cast<unsigned>((gemm.n + kWgmmaTileN - 1) / kWgmmaTileN * ((gemm.rows + kWgmmaTileM - 1) / kWgmmaTileM)));
   FQ_LAUNCH(grid, dim3(kWgmmaThreads), kWgmmaSharedBytes, nullptr, int_gemm_wgmma)(gemm);
   FQ_CHECK_LAUNCH();
 }
@@ -378,7 +394,7 @@ Gemm make_gemm(const char* function, const void* codes, int64_t rows, int64_t k,
         "{}: rows {}, k {}, n {} (expected positive sizes, k a multiple of 64)", function, rows, k, n);
   check(k <= std::numeric_limits<int32_t>::max() / largest_product, "{}: k {} is too large for exact int32 sums",
         function, k);
-  check((rows + kTileM - 1) / kTileM <= 65535 && (n + kDecodeColumns - 1) / kDecodeColumns <= 0x7fffffff,
+  check((rows + kTileM - 1) / kTileM * ((n + kDecodeColumns - 1) / kDecodeColumns) <= 0x7fffffff,
         "{}: {} rows × {} columns is more than one launch covers", function, rows, n);
   check(codes && weights && steps && weight_scales && (out || epilogue.residual),
         "{}: null codes, weights, steps, weight scales or output", function);
