@@ -9,7 +9,9 @@
 #include "backends/cuda/int_gemm.h"
 
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
+#include <string_view>
 
 #include "backends/cuda/device.h"
 #include "backends/cuda/mma.h"
@@ -502,8 +504,11 @@ bool wgmma_supported() {
 
 IntGemmKernel automatic_int_gemm_kernel(int64_t rows, int weight_bits) {
   // The emulator keeps to mma.sync: its wgmma is slower to emulate, and has its own tests.
-  return rows > kDecodeRows && weight_bits == 8 && !FQ_CUDA_EMULATED && wgmma_supported() ? IntGemmKernel::wgmma
-                                                                                       : IntGemmKernel::mma_sync;
+  static const bool wgmma_wanted = [] {
+    const char* setting = std::getenv("FQ_CUDA_WGMMA");
+    return !FQ_CUDA_EMULATED && wgmma_supported() && !(setting && std::string_view(setting) == "0");
+  }();
+  return rows > kDecodeRows && weight_bits == 8 && wgmma_wanted ? IntGemmKernel::wgmma : IntGemmKernel::mma_sync;
 }
 
 void int4_gemm_s4mma(const uint8_t* codes, int64_t rows, int64_t k, const uint8_t* weights, int64_t n,
