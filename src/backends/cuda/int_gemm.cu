@@ -503,10 +503,13 @@ bool wgmma_supported() {
 }
 
 IntGemmKernel automatic_int_gemm_kernel(int64_t rows, int weight_bits) {
-  // The emulator keeps to mma.sync: its wgmma is slower to emulate, and has its own tests.
+  // FQ_CUDA_WGMMA: 0 never, 1 wherever it runs (the emulator too), unset on sm_90 GPUs; the emulator keeps to
+  // mma.sync by default since its wgmma is slower to emulate and has its own tests.
   static const bool wgmma_wanted = [] {
     const char* setting = std::getenv("FQ_CUDA_WGMMA");
-    return !FQ_CUDA_EMULATED && wgmma_supported() && !(setting && std::string_view(setting) == "0");
+    const std::string_view wanted = setting ? setting : "";
+    if (wanted == "0") return false;
+    return wgmma_supported() && (wanted == "1" || !FQ_CUDA_EMULATED);
   }();
   return rows > kDecodeRows && weight_bits == 8 && wgmma_wanted ? IntGemmKernel::wgmma : IntGemmKernel::mma_sync;
 }

@@ -9,8 +9,8 @@
 //
 // Kernels: rows ≤ 16 (decoding) take one that splits k over the warps of a block (mma.sync); more rows take
 // 128×256 tiles on Hopper's wgmma when the weights are int8 and the GPU is an sm_90 (H100, H200), else
-// 128×128 tiles on mma.sync; the environment variable FQ_CUDA_WGMMA=0 keeps automatic to mma.sync. `kernel`
-// forces one (for tests and benchmarks).
+// 128×128 tiles on mma.sync. The environment variable FQ_CUDA_WGMMA=0 keeps automatic to mma.sync, =1 picks
+// wgmma on the emulator too. `kernel` forces one (for tests and benchmarks).
 #pragma once
 
 #include <cstdint>
