@@ -160,9 +160,10 @@ void QuantizedDeviceLinear::multiply(int64_t rows, __half* y, LinearWorkspace& w
   if (weight_bits_ == 8) {
     Int8Product product = int8_product_;
     if (product == Int8Product::fastest) {
-      const bool wgmma = automatic_int_gemm_kernel(rows, 8) == IntGemmKernel::wgmma;
-      const std::string names[] = {"cublaslt int8 gemm + rescale",
-                                   wgmma ? "fused int8 gemm (wgmma)" : "fused int8 gemm (mma.sync)"};
+      static const std::string wgmma_names[] = {"cublaslt int8 gemm + rescale", "fused int8 gemm (wgmma)"};
+      static const std::string mma_sync_names[] = {"cublaslt int8 gemm + rescale", "fused int8 gemm (mma.sync)"};
+      const auto& names =
+          automatic_int_gemm_kernel(rows, 8) == IntGemmKernel::wgmma ? wgmma_names : mma_sync_names;
       // Timed without the residual add, which running every candidate would repeat; y is written instead.
       const Epilogue timed{.activate = epilogue.activate, .activation = epilogue.activation};
       const std::string key = fmt::format("int8 product rows={} out={} k={}{}{}", rows, out_, flat_,

@@ -299,21 +299,24 @@ template <typename T>
 T atomicAdd(T* address, T value) {
   return std::atomic_ref<T>(*address).fetch_add(value);
 }
-template <typename T>
-T atomicMax(T* address, T value) {
+namespace fq::cuda_emu::emulator {
+// Stores `value` while `replaces(old, value)`; returns the old value, as CUDA's atomics do.
+template <typename T, typename Replaces>
+T atomic_replace_if(T* address, T value, Replaces replaces) {
   std::atomic_ref<T> ref(*address);
   T old = ref.load();
-  while (old < value && !ref.compare_exchange_weak(old, value)) {
+  while (replaces(old, value) && !ref.compare_exchange_weak(old, value)) {
   }
   return old;
 }
+}  // namespace fq::cuda_emu::emulator
+template <typename T>
+T atomicMax(T* address, T value) {
+  return fq::cuda_emu::emulator::atomic_replace_if(address, value, [](T old, T v) { return old < v; });
+}
 template <typename T>
 T atomicMin(T* address, T value) {
-  std::atomic_ref<T> ref(*address);
-  T old = ref.load();
-  while (value < old && !ref.compare_exchange_weak(old, value)) {
-  }
-  return old;
+  return fq::cuda_emu::emulator::atomic_replace_if(address, value, [](T old, T v) { return v < old; });
 }
 template <typename T>
 T atomicCAS(T* address, T expected, T desired) {
