@@ -40,7 +40,7 @@ TEST(EvalCli, HelpNamesTheOptions) {
   EXPECT_NE(run_fq("--help").output.find("eval"), std::string::npos);
   auto help = run_fq("eval --help");
   EXPECT_EQ(help.exit_code, 0);
-  for (const char* option : {"--tasks", "--limit", "--json", "--data", "--batch", "--dtype", kAllTasks.c_str()})
+  for (const char* option : {"--tasks", "--limit", "--json", "--data", "--batch", "--dtype", "--device", kAllTasks.c_str()})
     EXPECT_NE(help.output.find(option), std::string::npos) << option;
   auto ppl = run_fq("ppl --help");
   EXPECT_NE(ppl.output.find("--kl-base"), std::string::npos);

@@ -469,25 +469,34 @@ TEST(Loglikelihood, BatchedScoresEqualOneAtATime) {
   std::vector<LoglikelihoodScore> expected;
   for (const LoglikelihoodRequest& request : requests) expected.push_back(score_alone(fixture, request));
   EXPECT_TRUE(expected.back().greedy);
-  for (int64_t batch : {1, 3, 8}) {
-    ScoringOptions options;
-    options.batch = batch;
-    int64_t reported = 0;
-    const std::vector<LoglikelihoodScore> scores = score_requests(
-        fixture.model, *fixture.tokenizer, requests, options, [&](int64_t done, int64_t total) {
-          EXPECT_GT(done, reported);
-          EXPECT_EQ(total, static_cast<int64_t>(requests.size()));
-          reported = done;
-        });
-    EXPECT_EQ(reported, static_cast<int64_t>(requests.size()));
-    ASSERT_EQ(scores.size(), requests.size());
-    for (size_t i = 0; i < requests.size(); ++i) {
-      EXPECT_NEAR(scores[i].loglikelihood, expected[i].loglikelihood, 1e-4) << "batch " << batch << " request " << i;
-      EXPECT_EQ(scores[i].greedy, expected[i].greedy) << "batch " << batch << " request " << i;
-      EXPECT_LT(scores[i].loglikelihood, 0);
+  // The Model itself (choices share their context's forward pass) and a LogitsSource of it (as a GPU model
+  // is read: every sequence whole).
+  const LogitsSource source = logits_source(fixture.model);
+  for (const bool through_source : {false, true}) {
+    for (int64_t batch : {1, 3, 8}) {
+      SCOPED_TRACE(::testing::Message() << "batch " << batch << (through_source ? ", LogitsSource" : ", Model"));
+      ScoringOptions options;
+      options.batch = batch;
+      int64_t reported = 0;
+      const auto progress = [&](int64_t done, int64_t total) {
+        EXPECT_GT(done, reported);
+        EXPECT_EQ(total, static_cast<int64_t>(requests.size()));
+        reported = done;
+      };
+      const std::vector<LoglikelihoodScore> scores =
+          through_source ? score_requests(source, *fixture.tokenizer, requests, options, progress)
+                         : score_requests(fixture.model, *fixture.tokenizer, requests, options, progress);
+      EXPECT_EQ(reported, static_cast<int64_t>(requests.size()));
+      ASSERT_EQ(scores.size(), requests.size());
+      for (size_t i = 0; i < requests.size(); ++i) {
+        EXPECT_NEAR(scores[i].loglikelihood, expected[i].loglikelihood, 1e-4) << "request " << i;
+        EXPECT_EQ(scores[i].greedy, expected[i].greedy) << "request " << i;
+        EXPECT_LT(scores[i].loglikelihood, 0);
+      }
     }
   }
   EXPECT_TRUE(score_requests(fixture.model, *fixture.tokenizer, {}, {}).empty());
+  EXPECT_TRUE(score_requests(source, *fixture.tokenizer, {}, {}).empty());
 }
 
 TEST(Loglikelihood, EvaluatesATaskEndToEnd) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <regex>
 
 #include "test_util.h"
@@ -48,6 +49,33 @@ TEST(GpuCli, EmulatedDeviceGeneratesTheCpuStory) {
   ASSERT_EQ(result.exit_code, 0) << result.output;
   EXPECT_EQ(result.output.rfind("Once upon a time, there was a little girl named Lily. She loved to play", 0), 0u)
       << result.output;
+}
+
+TEST(GpuCli, EmulatedDeviceEvalMatchesTheCpu) {
+  const std::string common = "eval -m " + test::fixture("llama_gqa/model-f32.gguf") + " --data " +
+                             test::fixture("eval/tasks") + " --tasks lambada,piqa,hellaswag --limit 2 --json ";
+  test::TempDir dir;
+  const auto cpu = run_fq(common + dir.file("cpu.json") + " --device cpu");
+  const auto emulated = run_fq(common + dir.file("emulated.json") + " --device cuda-emulated");
+  ASSERT_EQ(cpu.exit_code, 0) << cpu.output;
+  ASSERT_EQ(emulated.exit_code, 0) << emulated.output;
+  EXPECT_NE(emulated.output.find("running on CPU emulator"), std::string::npos) << emulated.output;
+  const auto read_json = [&](const std::string& name) {
+    const std::vector<uint8_t> bytes = test::read_bytes(dir.file(name));
+    return nlohmann::json::parse(bytes.begin(), bytes.end());
+  };
+  const nlohmann::json expected = read_json("cpu.json"), got = read_json("emulated.json");
+  EXPECT_EQ(got["device"], "cuda-emulated");
+  // The device runs each choice whole in f16 activations, the CPU shares the context in f32: the same
+  // choices win, and LAMBADA's perplexity agrees to f16 rounding.
+  for (const char* task : {"lambada", "piqa", "hellaswag"}) {
+    SCOPED_TRACE(task);
+    EXPECT_EQ(got["tasks"][task]["metrics"]["acc"], expected["tasks"][task]["metrics"]["acc"]);
+    EXPECT_EQ(got["tasks"][task]["requests"], expected["tasks"][task]["requests"]);
+  }
+  const double cpu_ppl = expected["tasks"]["lambada"]["metrics"]["perplexity"];
+  const double device_ppl = got["tasks"]["lambada"]["metrics"]["perplexity"];
+  EXPECT_NEAR(device_ppl / cpu_ppl, 1.0, 5e-3);
 }
 
 TEST(GpuCli, MissingGpuOrBadDeviceIsAOneLineError) {

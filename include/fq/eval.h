@@ -29,6 +29,7 @@ struct PerplexityResult {
 // `seq` tokens each (no earlier context), from a Model on the CPU or a model on another device.
 struct LogitsSource {
   int64_t vocab = 0;
+  int64_t max_positions = 0;  // the longest sequence it takes (0: no limit)
   std::function<Tensor(const int32_t* tokens, int64_t batch, int64_t seq)> windows;
 };
 // A CPU Model as a LogitsSource (a KV cache per batch size, emptied before every call).

@@ -52,7 +52,8 @@ class GpuModel {
 std::unique_ptr<GpuModel> upload_model(const Model& model, Device device);
 
 // Formats of random-weight models for benchmarks: fp16; w8a8 (every Linear flattened W8A8, static steps);
-// w4a8 (INT4 weights); mixed (the MLP input projections W4 with 4-bit activations, the rest W8A8); fp8 (every
+// w4a8 (INT4 weights); mixed (W4A4 for half of the Linear FLOPs as `fq quantize --recipe flatten-mixed` plans by
+// default: every MLP input projection and as many down projections as that takes; the rest W8A8); fp8 (every
 // Linear FP8 e4m3 with per-tensor scales, sm_89 and later). The head stays FP16 in all.
 enum class RandomFormat { fp16, w8a8, w4a8, mixed, fp8 };
 RandomFormat parse_random_format(std::string_view name);

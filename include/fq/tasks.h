@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fq/eval.h"
 #include "fq/model.h"
 #include "fq/tokenizer.h"
 
@@ -80,6 +81,12 @@ std::vector<LoglikelihoodScore> score_requests(const Model& model, const Tokeniz
                                                const std::vector<LoglikelihoodRequest>& requests,
                                                const ScoringOptions& options,
                                                const std::function<void(int64_t, int64_t)>& progress = {});
+// The same on a model elsewhere (a GPU): every batch runs as fresh sequences, so the choices of an item do
+// not share their context's forward pass as they do on a CPU Model.
+std::vector<LoglikelihoodScore> score_requests(const LogitsSource& model, const Tokenizer& tokenizer,
+                                               const std::vector<LoglikelihoodRequest>& requests,
+                                               const ScoringOptions& options,
+                                               const std::function<void(int64_t, int64_t)>& progress = {});
 
 // numpy.argmax: the first index of the largest log-likelihood.
 size_t best_choice(const std::vector<double>& loglikelihoods);
@@ -110,6 +117,8 @@ struct TaskResult {
 
 // score_requests over all the task's requests, then task_metrics.
 TaskResult evaluate_task(const Model& model, const Tokenizer& tokenizer, const Task& task,
+                         const ScoringOptions& options, const std::function<void(int64_t, int64_t)>& progress = {});
+TaskResult evaluate_task(const LogitsSource& model, const Tokenizer& tokenizer, const Task& task,
                          const ScoringOptions& options, const std::function<void(int64_t, int64_t)>& progress = {});
 
 }  // namespace fq

@@ -4,6 +4,8 @@
 #include <climits>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <optional>
 
 #include "fq/eval.h"
 #include "fq/parallel.h"
@@ -38,9 +40,9 @@ struct Batch {
   int64_t shared = 0;
 };
 
-// Requests with the same context (the choices of one item) share it as a prefix; the rest are
-// batched longest first, right-padded.
-std::vector<Batch> plan_batches(const std::vector<Sequence>& sequences, int64_t batch_size) {
+// Requests with the same context (the choices of one item) share it as a prefix where `share_prefixes`;
+// the rest are batched longest first, right-padded.
+std::vector<Batch> plan_batches(const std::vector<Sequence>& sequences, int64_t batch_size, bool share_prefixes) {
   std::map<std::vector<int32_t>, std::vector<int64_t>> by_context;
   std::vector<std::vector<int64_t>*> groups;  // in the order of their first request
   for (int64_t i = 0; i < static_cast<int64_t>(sequences.size()); ++i) {
@@ -60,8 +62,8 @@ std::vector<Batch> plan_batches(const std::vector<Sequence>& sequences, int64_t 
   std::vector<Batch> batches;
   std::vector<int64_t> alone;
   for (std::vector<int64_t>* rows : groups) {
-    if (rows->size() == 1) {
-      alone.push_back(rows->front());
+    if (rows->size() == 1 || !share_prefixes) {
+      alone.insert(alone.end(), rows->begin(), rows->end());
       continue;
     }
     // The context, but every row keeps at least one position of its own.
@@ -89,6 +91,51 @@ void broadcast_prefix(KVCache& prefix, KVCache& rows, int64_t layers, int64_t le
   rows.advance(length);
 }
 
+// The logits of one batch: after the shared prefix ([1, 1, vocab]; undefined without one) and of every
+// row's own tokens ([rows, length, vocab]).
+struct BatchLogits {
+  Tensor prefix, rows;
+};
+// Runs a batch of `rows` sequences that begin with the same `shared` tokens at `prefix` (0: none) and go
+// on with `length` tokens each at `tokens`, in a KV cache of `capacity` positions.
+using BatchRunner = std::function<BatchLogits(const int32_t* prefix, int64_t shared, const int32_t* tokens,
+                                              int64_t rows, int64_t length, int64_t capacity)>;
+
+// On a CPU Model: the prefix runs once at batch 1 and its KV cache is copied into every row; caches are
+// kept per batch size.
+BatchRunner cpu_runner(const Model& model) {
+  struct Caches {
+    std::optional<KVCache> prefix;
+    std::map<int64_t, KVCache> rows;
+  };
+  auto caches = std::make_shared<Caches>();
+  return [&model, caches](const int32_t* prefix, int64_t shared, const int32_t* tokens, int64_t rows, int64_t length,
+                          int64_t capacity) {
+    const ModelConfig& config = model.config();
+    KVCache& cache = caches->rows.try_emplace(rows, config, rows, capacity).first->second;
+    if (cache.capacity() < capacity) cache = model.new_cache(rows, capacity);
+    BatchLogits out;
+    if (shared > 0) {
+      if (!caches->prefix || caches->prefix->capacity() < capacity) caches->prefix = model.new_cache(1, capacity);
+      caches->prefix->clear();
+      out.prefix = model.forward(prefix, 1, shared, *caches->prefix, true);
+      broadcast_prefix(*caches->prefix, cache, config.num_layers, shared);
+    } else {
+      cache.clear();
+    }
+    out.rows = model.forward(tokens, rows, length, cache);
+    return out;
+  };
+}
+
+// On any LogitsSource (a model on a GPU): fresh sequences only, so prefixes are not shared.
+BatchRunner source_runner(const LogitsSource& source) {
+  return [&source](const int32_t*, int64_t shared, const int32_t* tokens, int64_t rows, int64_t length, int64_t) {
+    check(shared == 0, "score_requests: a LogitsSource cannot share prefixes");
+    return BatchLogits{Tensor(), source.windows(tokens, rows, length)};
+  };
+}
+
 std::string excerpt(std::string_view text) {
   std::string shown;
   for (char c : text.substr(0, 60)) shown += c == '\n' ? std::string("\\n") : std::string(1, c);
@@ -112,36 +159,26 @@ TokenizedRequest tokenize_request(const Tokenizer& tokenizer, const Loglikelihoo
   return result;
 }
 
-std::vector<LoglikelihoodScore> score_requests(const Model& model, const Tokenizer& tokenizer,
-                                               const std::vector<LoglikelihoodRequest>& requests,
-                                               const ScoringOptions& options,
-                                               const std::function<void(int64_t, int64_t)>& progress) {
+namespace {
+std::vector<LoglikelihoodScore> score_with(const BatchRunner& run, bool share_prefixes, int64_t vocab,
+                                           int64_t max_positions, const Tokenizer& tokenizer,
+                                           const std::vector<LoglikelihoodRequest>& requests,
+                                           const ScoringOptions& options,
+                                           const std::function<void(int64_t, int64_t)>& progress) {
   check(options.batch >= 1, "--batch must be at least 1, got {}", options.batch);
-  const ModelConfig& config = model.config();
-  const int64_t count = static_cast<int64_t>(requests.size()), vocab = config.vocab_size;
+  const int64_t count = static_cast<int64_t>(requests.size());
   std::vector<LoglikelihoodScore> scores(requests.size());
   if (count == 0) return scores;
-  const int64_t max_positions = config.max_positions > 0 ? config.max_positions : INT32_MAX;
+  if (max_positions <= 0) max_positions = INT32_MAX;
   std::vector<Sequence> sequences;
   for (const LoglikelihoodRequest& request : requests)
     sequences.push_back(make_sequence(tokenize_request(tokenizer, request), max_positions));
 
   int64_t capacity = 0;
   for (const Sequence& s : sequences) capacity = std::max(capacity, static_cast<int64_t>(s.input.size()));
-  KVCache prefix_cache = model.new_cache(1, capacity);
-  std::map<int64_t, KVCache> caches;  // by batch size, reused across batches
   int64_t done = 0;
-  for (const Batch& batch : plan_batches(sequences, options.batch)) {
+  for (const Batch& batch : plan_batches(sequences, options.batch, share_prefixes)) {
     const int64_t rows = static_cast<int64_t>(batch.rows.size()), shared = batch.shared;
-    KVCache& cache = caches.try_emplace(rows, config, rows, capacity).first->second;
-    Tensor prefix_logits;  // [1, 1, vocab]: the prediction after the shared tokens
-    if (shared > 0) {
-      prefix_cache.clear();
-      prefix_logits = model.forward(sequences[batch.rows[0]].input.data(), 1, shared, prefix_cache, true);
-      broadcast_prefix(prefix_cache, cache, config.num_layers, shared);
-    } else {
-      cache.clear();
-    }
     const int64_t length = static_cast<int64_t>(sequences[batch.rows[0]].input.size()) - shared;
     std::vector<int32_t> tokens(rows * length, 0);  // right padding: any valid id
     struct Target {
@@ -159,9 +196,10 @@ std::vector<LoglikelihoodScore> score_requests(const Model& model, const Tokeniz
                            s.targets[t]});
       }
     }
-    const Tensor logits = model.forward(tokens.data(), rows, length, cache);
+    const BatchLogits logits =
+        run(sequences[batch.rows[0]].input.data(), shared, tokens.data(), rows, length, capacity);
     for (Target& target : targets)
-      target.logits = target.row < 0 ? prefix_logits.data<float>() : logits.data<float>() + target.row * vocab;
+      target.logits = target.row < 0 ? logits.prefix.data<float>() : logits.rows.data<float>() + target.row * vocab;
     std::vector<double> log_probability(targets.size());
     std::vector<char> is_top(targets.size());
     parallel_for(static_cast<int64_t>(targets.size()), [&](int64_t begin, int64_t end) {
@@ -181,6 +219,24 @@ std::vector<LoglikelihoodScore> score_requests(const Model& model, const Tokeniz
     if (progress) progress(done, count);
   }
   return scores;
+}
+}  // namespace
+
+std::vector<LoglikelihoodScore> score_requests(const Model& model, const Tokenizer& tokenizer,
+                                               const std::vector<LoglikelihoodRequest>& requests,
+                                               const ScoringOptions& options,
+                                               const std::function<void(int64_t, int64_t)>& progress) {
+  const ModelConfig& config = model.config();
+  return score_with(cpu_runner(model), true, config.vocab_size, config.max_positions, tokenizer, requests, options,
+                    progress);
+}
+
+std::vector<LoglikelihoodScore> score_requests(const LogitsSource& model, const Tokenizer& tokenizer,
+                                               const std::vector<LoglikelihoodRequest>& requests,
+                                               const ScoringOptions& options,
+                                               const std::function<void(int64_t, int64_t)>& progress) {
+  return score_with(source_runner(model), false, model.vocab, model.max_positions, tokenizer, requests, options,
+                    progress);
 }
 
 }  // namespace fq

@@ -27,7 +27,7 @@ double negative_log_likelihood(const float* logits, int64_t vocab, int32_t targe
 
 LogitsSource logits_source(const Model& model) {
   auto cache = std::make_shared<KVCache>(model.new_cache(1, 1));
-  return {model.config().vocab_size, [&model, cache](const int32_t* tokens, int64_t batch, int64_t seq) {
+  return {model.config().vocab_size, model.config().max_positions, [&model, cache](const int32_t* tokens, int64_t batch, int64_t seq) {
             if (cache->batch() != batch || cache->capacity() < seq) *cache = model.new_cache(batch, seq);
             cache->clear();
             return model.forward(tokens, batch, seq, *cache);

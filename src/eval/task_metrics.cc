@@ -81,8 +81,10 @@ std::vector<MetricValue> task_metrics(const Task& task, const std::vector<Loglik
   return metrics;
 }
 
-TaskResult evaluate_task(const Model& model, const Tokenizer& tokenizer, const Task& task,
-                         const ScoringOptions& options, const std::function<void(int64_t, int64_t)>& progress) {
+namespace {
+// `score` over all the task's requests, then task_metrics.
+template <typename Score>
+TaskResult evaluate_with(const Score& score, const Task& task) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<LoglikelihoodRequest> requests;
   for (const TaskItem& item : task.items) requests.insert(requests.end(), item.requests.begin(), item.requests.end());
@@ -90,9 +92,22 @@ TaskResult evaluate_task(const Model& model, const Tokenizer& tokenizer, const T
   result.name = task.name;
   result.items = static_cast<int64_t>(task.items.size());
   result.requests = static_cast<int64_t>(requests.size());
-  result.metrics = task_metrics(task, score_requests(model, tokenizer, requests, options, progress));
+  result.metrics = task_metrics(task, score(requests));
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
+}
+}  // namespace
+
+TaskResult evaluate_task(const Model& model, const Tokenizer& tokenizer, const Task& task,
+                         const ScoringOptions& options, const std::function<void(int64_t, int64_t)>& progress) {
+  return evaluate_with(
+      [&](const auto& requests) { return score_requests(model, tokenizer, requests, options, progress); }, task);
+}
+
+TaskResult evaluate_task(const LogitsSource& model, const Tokenizer& tokenizer, const Task& task,
+                         const ScoringOptions& options, const std::function<void(int64_t, int64_t)>& progress) {
+  return evaluate_with(
+      [&](const auto& requests) { return score_requests(model, tokenizer, requests, options, progress); }, task);
 }
 
 }  // namespace fq

@@ -173,6 +173,28 @@ FQ_CUDA_TEST(DeviceModel, RandomWeightModelsRunInEveryFormat) {
   }
 }
 
+// The mixed benchmark format spends flatten-mixed's default share of the Linear FLOPs on 4 bits.
+FQ_CUDA_TEST(DeviceModel, MixedRandomFormatPutsHalfTheFlopsInFourBits) {
+  for (const char* name : {"opt-6.7b", "opt-13b", "llama-2-7b"}) {
+    SCOPED_TRACE(name);
+    const fq::ModelConfig c = fq::preset_config(name);
+    const dev::MixedPlan plan = dev::plan_mixed(c);
+    ASSERT_EQ(plan.down_in_4_bits.size(), static_cast<size_t>(c.num_layers));
+    // Multiply-adds per token, counted here independently of the planner.
+    const double hidden = double(c.hidden_size), inter = double(c.intermediate_size);
+    const double attention = hidden * double(2 * c.num_heads * c.head_dim + 2 * c.num_kv_heads * c.head_dim);
+    const double mlp_in = (c.gated_mlp ? 2 : 1) * inter * hidden, down = inter * hidden;
+    const double downs = double(std::count(plan.down_in_4_bits.begin(), plan.down_in_4_bits.end(), true));
+    const double share = (c.num_layers * mlp_in + downs * down) / (c.num_layers * (attention + mlp_in + down));
+    EXPECT_NEAR(plan.int4_share, share, 1e-12);
+    // At least half, and one down projection fewer would fall short.
+    EXPECT_GE(share, fq::RecipeOptions{}.int4_share);
+    EXPECT_LT(share - down / (c.num_layers * (attention + mlp_in + down)), fq::RecipeOptions{}.int4_share);
+    EXPECT_TRUE(plan.down_in_4_bits.front());
+    EXPECT_FALSE(plan.down_in_4_bits.back());
+  }
+}
+
 FQ_CUDA_TEST(DeviceModel, ProfileCountsOneQuantizationPerSharedInput) {
   Model model = load_fixture("llama_gqa");
   quantize(model, "flatten-w8a8-stagger");

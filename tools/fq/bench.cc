@@ -303,8 +303,9 @@ void add_bench_command(CLI::App& app) {
   command->add_option("--arch", options->arch, "Shapes for --random-weights: opt-6.7b, opt-13b or llama-2-7b")
       ->check(CLI::IsMember({"opt-6.7b", "opt-13b", "llama-2-7b"}));
   command->add_option("--formats", options->formats,
-                      "Formats for --random-weights, comma-separated: fp16, w8a8, w4a8, mixed (MLP input "
-                      "projections W4, the rest W8A8), fp8 (e4m3, sm_89+)")
+                      "Formats for --random-weights, comma-separated: fp16, w8a8, w4a8, mixed (W4A4 for "
+                      "half of the Linear FLOPs, as flatten-mixed: the MLP input projections and some down "
+                      "projections; the rest W8A8), fp8 (e4m3, sm_89+)")
       ->capture_default_str();
   CLI::Option* dtype = command->get_option("--dtype");
   CLI::Option* dtypes = command->get_option("--dtypes");

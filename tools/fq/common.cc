@@ -1,7 +1,11 @@
 #include "common.h"
 
-#include <cstdio>
+#include <fmt/format.h>
 
+#include <cstdio>
+#include <memory>
+
+#include "fq/gpu.h"
 #include "fq/parallel.h"
 
 namespace fq::cli {
@@ -31,6 +35,25 @@ LoadedModel load_model(const ModelOptions& options, bool need_tokenizer) {
   check(loaded.tokenizer || !need_tokenizer, "{}: no tokenizer found (expected tokenizer.json, vocab.json + merges.txt, "
         "GGUF tokenizer metadata, or --tokenizer tokenizer.bin)", options.path);
   return loaded;
+}
+
+void add_device_option(CLI::App& command, std::string& device) {
+  command.add_option("--device", device,
+                     "cpu; cuda (the model copied to an NVIDIA GPU: FP16 and FlattenQuant kernels); or cuda-emulated "
+                     "(the GPU code path on the CPU emulator, for checking: very slow)")
+      ->check(CLI::IsMember({"cpu", "cuda", "cuda-emulated"}))
+      ->capture_default_str();
+}
+
+LogitsSource on_device(const Model& model, const std::string& device) {
+  if (device == "cpu") return logits_source(model);
+  std::shared_ptr<GpuModel> copy = upload_model(model, parse_device(device));
+  fmt::print(stderr, "running on {}\n", copy->device_name());
+  return {model.config().vocab_size, model.config().max_positions,
+          [copy](const int32_t* tokens, int64_t batch, int64_t seq) {
+            copy->reset(batch, seq);
+            return copy->forward(tokens, batch, seq);
+          }};
 }
 
 }  // namespace fq::cli

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "fq/checkpoint.h"
+#include "fq/eval.h"
 #include "fq/model.h"
 #include "fq/tokenizer.h"
 
@@ -30,6 +31,13 @@ struct LoadedModel {
 
 // Loads the checkpoint and builds the model; `need_tokenizer` makes a missing tokenizer an error.
 LoadedModel load_model(const ModelOptions& options, bool need_tokenizer);
+
+// Adds --device cpu|cuda|cuda-emulated (default cpu) to `command`.
+void add_device_option(CLI::App& command, std::string& device);
+
+// A model on `device` as what the evaluations read: the CPU Model itself, or its copy on the GPU (kept
+// alive by the returned source; the device's name goes to stderr).
+LogitsSource on_device(const Model& model, const std::string& device);
 
 // Registration of each subcommand on the root app.
 void add_info_command(CLI::App& app);

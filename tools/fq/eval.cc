@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "common.h"
@@ -20,6 +21,7 @@ struct EvalOptions {
   int64_t limit = 0;
   std::string json_path;
   ScoringOptions scoring;
+  std::string device = "cpu";
 };
 
 std::string format_value(double value) { return std::isnan(value) ? "n/a" : fmt::format("{:.4f}", value); }
@@ -50,6 +52,7 @@ void write_json(const EvalOptions& options, const std::vector<TaskResult>& resul
   }
   const nlohmann::json document = {{"model", options.model.path},
                                    {"dtype", options.model.dtype},
+                                   {"device", options.device},
                                    {"limit", options.limit > 0 ? nlohmann::json(options.limit) : nlohmann::json()},
                                    {"batch", options.scoring.batch},
                                    {"tasks", tasks}};
@@ -63,13 +66,17 @@ void run_eval(const EvalOptions& options) {
   std::vector<Task> tasks;  // all read first, so a missing file fails before hours of scoring
   for (const std::string& name : options.tasks) tasks.push_back(load_task(name, options.data_dir, options.limit));
   LoadedModel loaded = load_model(options.model, true);
+  // On the CPU the choices of an item share their context's forward pass; a device runs every sequence whole.
+  const std::optional<LogitsSource> device =
+      options.device == "cpu" ? std::nullopt : std::optional(on_device(loaded.model, options.device));
   std::vector<TaskResult> results;
   for (const Task& task : tasks) {
     int64_t requests = 0;
     for (const TaskItem& item : task.items) requests += static_cast<int64_t>(item.requests.size());
     ProgressBar bar(task.name, requests, "requests");
-    results.push_back(evaluate_task(loaded.model, *loaded.tokenizer, task, options.scoring,
-                                    [&](int64_t done, int64_t) { bar.update(done); }));
+    const auto progress = [&](int64_t done, int64_t) { bar.update(done); };
+    results.push_back(device ? evaluate_task(*device, *loaded.tokenizer, task, options.scoring, progress)
+                             : evaluate_task(loaded.model, *loaded.tokenizer, task, options.scoring, progress));
     bar.finish();
     fmt::print(stderr, "{}: {} items, {} requests in {:.1f} s\n", task.name, results.back().items, requests,
                results.back().seconds);
@@ -98,6 +105,7 @@ void add_eval_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{1024}))
       ->capture_default_str();
   command->add_option("--json", options->json_path, "Also write the results as JSON to this file");
+  add_device_option(*command, options->device);
   command->callback([options] { run_eval(*options); });
 }
 

@@ -94,11 +94,7 @@ void add_generate_command(CLI::App& app) {
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   command->add_option("--seed", options->sampler.seed, "Random seed for sampling")->capture_default_str();
-  command->add_option("--device", options->device,
-                      "cpu; cuda (the model copied to an NVIDIA GPU); or cuda-emulated (the GPU code path on the CPU "
-                      "emulator, for checking: slow)")
-      ->check(CLI::IsMember({"cpu", "cuda", "cuda-emulated"}))
-      ->capture_default_str();
+  add_device_option(*command, options->device);
   command->add_flag("--no-bos", options->no_bos, "Do not add the BOS token before the prompt");
   command->add_flag("--ignore-eos", options->ignore_eos, "Keep generating after an end-of-sequence token");
   command->callback([options] { generate(*options); });

@@ -8,7 +8,6 @@
 
 #include "common.h"
 #include "fq/eval.h"
-#include "fq/gpu.h"
 #include "fq/progress.h"
 
 namespace fq::cli {
@@ -22,18 +21,6 @@ struct PplOptions {
   std::string kl_base_dtype = "f32";
   std::string device = "cpu";
 };
-
-// A model on the chosen device as what perplexity() reads: the CPU Model itself, or its copy on the GPU
-// (kept alive by the returned source).
-LogitsSource on_device(const Model& model, const std::string& device) {
-  if (device == "cpu") return logits_source(model);
-  std::shared_ptr<GpuModel> copy = upload_model(model, parse_device(device));
-  fmt::print(stderr, "running on {}\n", copy->device_name());
-  return {model.config().vocab_size, [copy](const int32_t* tokens, int64_t batch, int64_t seq) {
-            copy->reset(batch, seq);
-            return copy->forward(tokens, batch, seq);
-          }};
-}
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -118,11 +105,7 @@ void add_ppl_command(CLI::App& app) {
   command->add_option("--kl-base-dtype", options->kl_base_dtype, "Compute type of the --kl-base model")
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
-  command->add_option("--device", options->device,
-                      "cpu; cuda (the model copied to an NVIDIA GPU: FP16 and FlattenQuant kernels); or cuda-emulated "
-                      "(the GPU code path on the CPU emulator, for checking: very slow)")
-      ->check(CLI::IsMember({"cpu", "cuda", "cuda-emulated"}))
-      ->capture_default_str();
+  add_device_option(*command, options->device);
   command->callback([options] { run_ppl(*options); });
 }
 

@@ -13,7 +13,9 @@
 #include "backends/cuda/elementwise.h"
 #include "backends/cuda/random_fill.h"
 #include "fq/error.h"
+#include "fq/quant/mixed_precision.h"
 #include "fq/quant/quantize.h"
+#include "fq/quant/recipe.h"
 #include "ops/ops.h"
 
 namespace fq::FQ_CUDA_NS {
@@ -348,6 +350,31 @@ DeviceNorm random_norm(const ModelConfig& c) {
 
 }  // namespace
 
+MixedPlan plan_mixed(const ModelConfig& c) {
+  const int64_t q_width = c.num_heads * c.head_dim, kv_width = c.num_kv_heads * c.head_dim;
+  const int64_t mlp_inputs = (c.gated_mlp ? 2 : 1) * c.intermediate_size * c.hidden_size;
+  const int64_t down = c.intermediate_size * c.hidden_size;
+  const int64_t attention = (q_width + 2 * kv_width) * c.hidden_size + q_width * c.hidden_size;
+  // Entry 3i + {0, 1, 2} is layer i's MLP input projections, down projection and attention Linears; the
+  // "errors" order them for the planner: every MLP input first, then the down projections.
+  std::vector<LayerSensitivity> slots;
+  for (int64_t i = 0; i < c.num_layers; ++i)
+    for (const auto& [error, flops] : {std::pair{0.0, mlp_inputs}, {1.0, down}, {2.0, attention}})
+      slots.push_back({std::to_string(slots.size()), error, flops});
+  const PrecisionPlan plan = plan_precision(slots, RecipeOptions{}.int4_share);
+  MixedPlan mixed{.down_in_4_bits = std::vector<bool>(c.num_layers, false)};
+  double total = 0, low = 0;
+  for (const LayerSensitivity& slot : slots) total += double(slot.flops_per_token);
+  for (const std::string& name : plan.low_precision) {
+    const int64_t index = std::stoll(name);
+    if (index % 3 == 2) continue;  // attention stays 8-bit
+    if (index % 3 == 1) mixed.down_in_4_bits[index / 3] = true;
+    low += double(slots[index].flops_per_token);
+  }
+  mixed.int4_share = low / total;
+  return mixed;
+}
+
 std::unique_ptr<GpuModel> random_model(const ModelConfig& c, RandomFormat format, uint64_t seed) {
   auto device = std::make_unique<DeviceModel>(c);
   const bool bias = c.model_type == "opt";
@@ -356,8 +383,9 @@ std::unique_ptr<GpuModel> random_model(const ModelConfig& c, RandomFormat format
                         : format == RandomFormat::w4a8 ? 4
                         : format == RandomFormat::fp8  ? 0
                                                        : 8;
-  // mixed: the MLP's input projections (fc1, or gate and up) in 4 bits, the rest in 8.
-  const int mlp_in_bits = format == RandomFormat::mixed ? 4 : base_bits;
+  const bool mixed = format == RandomFormat::mixed;
+  const int mlp_in_bits = mixed ? 4 : base_bits;
+  const std::vector<bool> down_in_4_bits = mixed ? plan_mixed(c).down_in_4_bits : std::vector<bool>(c.num_layers);
 
   DeviceBuffer embedding(size_t(c.vocab_size) * c.hidden_size * sizeof(uint16_t));
   fill_random_half(embedding.as<__half>(), size_t(c.vocab_size) * c.hidden_size, seed++, 0.02f);
@@ -378,7 +406,7 @@ std::unique_ptr<GpuModel> random_model(const ModelConfig& c, RandomFormat format
     layer.o = random_linear(c.hidden_size, q_width, base_bits, bias, seed++);
     if (c.gated_mlp) layer.gate = random_linear(c.intermediate_size, c.hidden_size, mlp_in_bits, bias, seed++);
     layer.up = random_linear(c.intermediate_size, c.hidden_size, mlp_in_bits, bias, seed++);
-    layer.down = random_linear(c.hidden_size, c.intermediate_size, base_bits, bias, seed++);
+    layer.down = random_linear(c.hidden_size, c.intermediate_size, down_in_4_bits[i] ? 4 : base_bits, bias, seed++);
     // The random plans of one input width are identical, so q/k/v (and gate/up) share their codes.
     layer.qkv_share_input = base_bits != 16 && base_bits != 0;
     layer.gate_up_share_input = mlp_in_bits != 16 && mlp_in_bits != 0;
