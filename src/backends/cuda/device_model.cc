@@ -13,7 +13,6 @@
 #include "backends/cuda/elementwise.h"
 #include "backends/cuda/random_fill.h"
 #include "fq/error.h"
-#include "fq/quant/mixed_precision.h"
 #include "fq/quant/quantize.h"
 #include "fq/quant/recipe.h"
 #include "ops/ops.h"
@@ -351,25 +350,19 @@ DeviceNorm random_norm(const ModelConfig& c) {
 }  // namespace
 
 MixedPlan plan_mixed(const ModelConfig& c) {
-  const int64_t q_width = c.num_heads * c.head_dim, kv_width = c.num_kv_heads * c.head_dim;
-  const int64_t mlp_inputs = (c.gated_mlp ? 2 : 1) * c.intermediate_size * c.hidden_size;
-  const int64_t down = c.intermediate_size * c.hidden_size;
-  const int64_t attention = (q_width + 2 * kv_width) * c.hidden_size + q_width * c.hidden_size;
-  // Entry 3i + {0, 1, 2} is layer i's MLP input projections, down projection and attention Linears; the
-  // "errors" order them for the planner: every MLP input first, then the down projections.
-  std::vector<LayerSensitivity> slots;
-  for (int64_t i = 0; i < c.num_layers; ++i)
-    for (const auto& [error, flops] : {std::pair{0.0, mlp_inputs}, {1.0, down}, {2.0, attention}})
-      slots.push_back({std::to_string(slots.size()), error, flops});
-  const PrecisionPlan plan = plan_precision(slots, RecipeOptions{}.int4_share);
+  // Multiply-adds per token of one layer's Linears.
+  const double q_width = double(c.num_heads * c.head_dim), kv_width = double(c.num_kv_heads * c.head_dim);
+  const double hidden = double(c.hidden_size), layers = double(c.num_layers);
+  const double mlp_inputs = (c.gated_mlp ? 2 : 1) * double(c.intermediate_size) * hidden;
+  const double down = double(c.intermediate_size) * hidden;
+  const double total = layers * ((q_width + 2 * kv_width) * hidden + q_width * hidden + mlp_inputs + down);
+  // Every MLP input projection, then down projections from the first layer on until the share is reached (the
+  // last one may overshoot, as in plan_precision).
   MixedPlan mixed{.down_in_4_bits = std::vector<bool>(c.num_layers, false)};
-  double total = 0, low = 0;
-  for (const LayerSensitivity& slot : slots) total += double(slot.flops_per_token);
-  for (const std::string& name : plan.low_precision) {
-    const int64_t index = std::stoll(name);
-    if (index % 3 == 2) continue;  // attention stays 8-bit
-    if (index % 3 == 1) mixed.down_in_4_bits[index / 3] = true;
-    low += double(slots[index].flops_per_token);
+  double low = layers * mlp_inputs;
+  for (int64_t i = 0; i < c.num_layers && low < RecipeOptions{}.int4_share * total; ++i) {
+    mixed.down_in_4_bits[i] = true;
+    low += down;
   }
   mixed.int4_share = low / total;
   return mixed;
